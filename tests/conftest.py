@@ -1,0 +1,5 @@
+"""Test plugins: one fixture module per room, loaded as pytest plugins."""
+
+pytest_plugins = [
+    "tests.fixtures.common",
+]
