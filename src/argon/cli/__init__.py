@@ -1,0 +1,1 @@
+"""The ``argon`` command line."""

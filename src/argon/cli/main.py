@@ -1,0 +1,360 @@
+"""The ``argon`` command: start the platform, show its status, manage it like neonctl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from argon.cli.client import ApiClient
+from argon.cli.output import console, emit, err_console
+from argon.errors import ArgonError
+from argon.settings import (DEFAULT_API_PORT, DEFAULT_HTTP_PORT, DEFAULT_PG_PORT, Settings,
+                            default_home)
+
+app = typer.Typer(help="Argon: self-hosted, Neon-compatible serverless Postgres.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+projects_app = typer.Typer(help="Manage projects.", no_args_is_help=True)
+branches_app = typer.Typer(help="Manage branches.", no_args_is_help=True)
+endpoints_app = typer.Typer(help="Manage compute endpoints.", no_args_is_help=True)
+app.add_typer(projects_app, name="projects")
+app.add_typer(branches_app, name="branches")
+app.add_typer(endpoints_app, name="endpoints")
+
+HomeOpt = Annotated[Path, typer.Option("--home", envvar="ARGON_HOME",
+                                       help="Argon's data home.", default_factory=default_home)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ApiUrlOpt = Annotated[str | None, typer.Option("--api-url", envvar="ARGON_API_URL",
+                                               help="API base URL (default: from the home).")]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="ARGON_API_KEY",
+                                               help="API key (default: the home's bootstrap key).")]
+ProjectOpt = Annotated[str | None, typer.Option("--project-id", help="Project id (default: "
+                                                "the only project).")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _client(home: Path, api_url: str | None, api_key: str | None) -> ApiClient:
+    return ApiClient(home, api_url, api_key)
+
+
+# -- start / status ----------------------------------------------------------------------
+
+@app.command()
+def start(
+    home: HomeOpt,
+    api_port: Annotated[int, typer.Option(help="Port of the API and console.")] = DEFAULT_API_PORT,
+    pg_port: Annotated[int, typer.Option(help="Postgres port of the proxy.")] = DEFAULT_PG_PORT,
+    http_port: Annotated[int, typer.Option(help="Port for /sql and WebSocket.")] = DEFAULT_HTTP_PORT,
+    listen_host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    domain: Annotated[str | None, typer.Option(help="Domain with wildcard DNS for endpoint "
+                                               "hosts (ep-x.<domain>); default: loopback ports.")] = None,
+    clone_driver: Annotated[str, typer.Option(help="auto, reflink or copy.")] = "auto",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+) -> None:
+    """Start Argon in the foreground; Ctrl-C or SIGTERM stops everything cleanly."""
+    from argon.logs import setup_logging  # noqa: PLC0415
+    from argon.server import Platform  # noqa: PLC0415
+
+    for name, port in (("--api-port", api_port), ("--pg-port", pg_port), ("--http-port", http_port)):
+        if not 1 <= port <= 65535:
+            fail(f"{name} must be a port number from 1 to 65535, not {port}")
+    if clone_driver not in ("auto", "reflink", "copy"):
+        fail("--clone-driver must be auto, reflink or copy")
+    setup_logging(log_level, home)
+    settings = Settings(home=home.resolve(), listen_host=listen_host, api_port=api_port,
+                        pg_port=pg_port, http_port=http_port, domain=domain,
+                        clone_driver=clone_driver)
+    platform = Platform(settings)
+    try:
+        with console.status("preparing the home, metadata and default project..."):
+            report = platform.prepare()
+    except ArgonError as exc:
+        platform.shutdown()
+        fail(exc.message)
+    for line in report.repairs:
+        console.print(f"[yellow]repaired:[/yellow] {line}")
+
+    def ready() -> None:
+        console.print(f"[bold green]Argon is running[/bold green] (home {home})")
+        console.print(f"  API          {report.api_url}")
+        console.print(f"  console      {report.console_url}")
+        console.print(f"  Postgres     127.0.0.1:{report.pg_port} (proxy)")
+        console.print(f"  SQL over HTTP / WebSocket  http://127.0.0.1:{report.http_port}/sql")
+        console.print(f"  clone driver {report.clone_driver}")
+        console.print(f"  API key      {report.api_key}   (also in {home}/secrets/bootstrap_api_key)")
+        if report.default_connection_uri:
+            console.print(f"  default project: {report.default_connection_uri}")
+        console.print("Press Ctrl-C to stop.")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(platform.serve(ready), loop_factory=_loop_factory())
+    except ArgonError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+    finally:
+        stopped = platform.shutdown()
+        console.print(f"Argon stopped ({stopped} compute(s) shut down).")
+
+
+def _loop_factory() -> Any:
+    try:
+        import uvloop  # noqa: PLC0415
+        return uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return None
+
+
+@app.command()
+def status(home: HomeOpt, as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+           api_key: ApiKeyOpt = None) -> None:
+    """What runs: URLs, ports, clone driver, Postgres, projects, branches, endpoints."""
+    from argon.home import BOOTSTRAP_KEY_FILE  # noqa: PLC0415
+    try:
+        data = _client(home, api_url, api_key).call("GET", "/argon/status")
+    except ArgonError as exc:
+        if as_json:
+            print(json.dumps({"running": False, "home": str(home), "error": exc.message}))
+            raise typer.Exit(1) from None
+        fail(exc.message)
+    data["running"] = True
+    key_file = home / BOOTSTRAP_KEY_FILE
+    data["api_key"] = key_file.read_text().strip() if key_file.exists() else None
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    console.print(f"[bold green]running[/bold green]  home {data['home']}")
+    for k in ("api_url", "console_url", "postgres_port", "http_port", "domain", "clone_driver",
+              "api_key"):
+        console.print(f"  {k:<14}{data.get(k)}")
+    for inst in data["postgres"]:
+        console.print(f"  postgres      {inst['version']} ({inst['source']}) {inst['bindir']}")
+    for p in data["projects"]:
+        console.print(f"  project {p['id']} ({p['name']}, pg {p['pg_version']})")
+        for b in p["branches"]:
+            mark = "*" if b["default"] else " "
+            eps = ", ".join(f"{e['id']}={e['state']}" for e in b["endpoints"]) or "no endpoint"
+            console.print(f"    {mark} {b['name']:<24} {b['id']}  {b['state']}  {eps}")
+
+
+# -- projects ----------------------------------------------------------------------------
+
+@projects_app.command("list")
+def projects_list(home: HomeOpt, as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+                  api_key: ApiKeyOpt = None) -> None:
+    """List projects."""
+    data = _client(home, api_url, api_key).call("GET", "/projects", params={"limit": 400})
+    emit(data["projects"], as_json, ["id", "name", "pg_version", "region_id", "created_at"])
+
+
+@projects_app.command("create")
+def projects_create(home: HomeOpt, name: Annotated[str | None, typer.Option(help="Name.")] = None,
+                    pg_version: Annotated[int | None, typer.Option(help="Postgres major version.")] = None,
+                    as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+                    api_key: ApiKeyOpt = None) -> None:
+    """Create a project (branch main, database neondb, role neondb_owner, one endpoint)."""
+    body: dict[str, Any] = {"project": {}}
+    if name is not None:
+        body["project"]["name"] = name
+    if pg_version is not None:
+        body["project"]["pg_version"] = pg_version
+    with console.status("creating project..."):
+        data = _client(home, api_url, api_key).call("POST", "/projects", json=body)
+    if as_json:
+        emit(data, True)
+        return
+    p = data["project"]
+    console.print(f"created project {p['id']} ({p['name']})")
+    for uri in data.get("connection_uris", []):
+        console.print(f"  {uri['connection_uri']}")
+
+
+@projects_app.command("delete")
+def projects_delete(project_id: str, home: HomeOpt, as_json: JsonOpt = False,
+                    api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Delete a project, its branches and computes."""
+    data = _client(home, api_url, api_key).call("DELETE", f"/projects/{project_id}")
+    emit(data, True) if as_json else console.print(f"deleted project {project_id}")
+
+
+# -- branches ----------------------------------------------------------------------------
+
+def _project(c: ApiClient, project_id: str | None) -> str:
+    return project_id or c.default_project()
+
+
+@branches_app.command("list")
+def branches_list(home: HomeOpt, project_id: ProjectOpt = None, as_json: JsonOpt = False,
+                  api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """List branches of a project."""
+    c = _client(home, api_url, api_key)
+    data = c.call("GET", f"/projects/{_project(c, project_id)}/branches")
+    emit(data["branches"], as_json,
+         ["id", "name", "default", "current_state", "parent_id", "parent_lsn", "created_at"])
+
+
+@branches_app.command("create")
+def branches_create(home: HomeOpt, name: Annotated[str | None, typer.Option(help="Branch name.")] = None,
+                    parent: Annotated[str | None, typer.Option(help="Parent branch id or name.")] = None,
+                    no_compute: Annotated[bool, typer.Option(help="Do not add an endpoint.")] = False,
+                    project_id: ProjectOpt = None, as_json: JsonOpt = False,
+                    api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Create a branch (copy-on-write) with a read_write endpoint."""
+    c = _client(home, api_url, api_key)
+    pid = _project(c, project_id)
+    branch: dict[str, Any] = {}
+    if name:
+        branch["name"] = name
+    if parent:
+        branch["parent_id"] = c.branch(pid, parent)["id"]
+    body = {"branch": branch, "endpoints": [] if no_compute else [{"type": "read_write"}]}
+    with console.status("creating branch..."):
+        data = c.call("POST", f"/projects/{pid}/branches", json=body)
+    if as_json:
+        emit(data, True)
+        return
+    b = data["branch"]
+    console.print(f"created branch {b['name']} ({b['id']}) at {b.get('parent_lsn')}")
+    for uri in data.get("connection_uris", []):
+        console.print(f"  {uri['connection_uri']}")
+
+
+def _branch_call(method: str, suffix: str, ref: str, home: Path, project_id: str | None,
+                 api_url: str | None, api_key: str | None, **kw: Any) -> Any:
+    c = _client(home, api_url, api_key)
+    pid = _project(c, project_id)
+    bid = c.branch(pid, ref)["id"]
+    return c.call(method, f"/projects/{pid}/branches/{bid}{suffix}", **kw)
+
+
+@branches_app.command("delete")
+def branches_delete(branch: str, home: HomeOpt, project_id: ProjectOpt = None,
+                    as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+                    api_key: ApiKeyOpt = None) -> None:
+    """Delete a branch (refused for the default branch and for a branch with children)."""
+    data = _branch_call("DELETE", "", branch, home, project_id, api_url, api_key)
+    emit(data, True) if as_json else console.print(f"deleted branch {branch}")
+
+
+@branches_app.command("rename")
+def branches_rename(branch: str, new_name: str, home: HomeOpt, project_id: ProjectOpt = None,
+                    as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+                    api_key: ApiKeyOpt = None) -> None:
+    """Rename a branch."""
+    data = _branch_call("PATCH", "", branch, home, project_id, api_url, api_key,
+                        json={"branch": {"name": new_name}})
+    emit(data, True) if as_json else console.print(f"renamed branch {branch} to {new_name}")
+
+
+@branches_app.command("set-default")
+def branches_set_default(branch: str, home: HomeOpt, project_id: ProjectOpt = None,
+                         as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+                         api_key: ApiKeyOpt = None) -> None:
+    """Make a branch the project's default branch."""
+    data = _branch_call("POST", "/set_as_default", branch, home, project_id, api_url, api_key)
+    emit(data, True) if as_json else console.print(f"{branch} is now the default branch")
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+@endpoints_app.command("list")
+def endpoints_list(home: HomeOpt, project_id: ProjectOpt = None, as_json: JsonOpt = False,
+                   api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """List endpoints of a project."""
+    c = _client(home, api_url, api_key)
+    data = c.call("GET", f"/projects/{_project(c, project_id)}/endpoints")
+    emit(data["endpoints"], as_json, ["id", "branch_id", "type", "current_state", "host"])
+
+
+def _endpoint_action(action: str, endpoint_id: str, home: Path, project_id: str | None,
+                     as_json: bool, api_url: str | None, api_key: str | None) -> None:
+    c = _client(home, api_url, api_key)
+    data = c.call("POST", f"/projects/{_project(c, project_id)}/endpoints/{endpoint_id}/{action}")
+    emit(data, True) if as_json else console.print(
+        f"{endpoint_id}: {data['endpoint']['current_state']}")
+
+
+@endpoints_app.command("start")
+def endpoints_start(endpoint_id: str, home: HomeOpt, project_id: ProjectOpt = None,
+                    as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+                    api_key: ApiKeyOpt = None) -> None:
+    """Start an endpoint's compute."""
+    _endpoint_action("start", endpoint_id, home, project_id, as_json, api_url, api_key)
+
+
+@endpoints_app.command("suspend")
+def endpoints_suspend(endpoint_id: str, home: HomeOpt, project_id: ProjectOpt = None,
+                      as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+                      api_key: ApiKeyOpt = None) -> None:
+    """Suspend an endpoint's compute (it wakes on the next connection)."""
+    _endpoint_action("suspend", endpoint_id, home, project_id, as_json, api_url, api_key)
+
+
+# -- connection strings ------------------------------------------------------------------
+
+def _connection_uri(c: ApiClient, pid: str, branch: str | None, pooled: bool,
+                    database: str | None, role: str | None) -> str:
+    b = c.branch(pid, branch)
+    dbs = c.call("GET", f"/projects/{pid}/branches/{b['id']}/databases")["databases"]
+    if not dbs and database is None:
+        raise ArgonError(f"branch {b['name']} has no database")
+    db = database or dbs[0]["name"]
+    owner = role or next((d["owner_name"] for d in dbs if d["name"] == db), None)
+    if owner is None:
+        raise ArgonError(f"database {db!r} not found on branch {b['name']}")
+    data = c.call("GET", f"/projects/{pid}/connection_uri",
+                  params={"branch_id": b["id"], "database_name": db, "role_name": owner,
+                          "pooled": str(pooled).lower()})
+    return str(data["uri"])
+
+
+@app.command("cs")
+def connection_string(home: HomeOpt,
+                      branch: Annotated[str | None, typer.Argument(help="Branch (default: the default branch).")] = None,
+                      pooled: Annotated[bool, typer.Option(help="Pooled (PgBouncer) host.")] = False,
+                      database: Annotated[str | None, typer.Option("--database-name")] = None,
+                      role: Annotated[str | None, typer.Option("--role-name")] = None,
+                      project_id: ProjectOpt = None, as_json: JsonOpt = False,
+                      api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Print a branch's connection string."""
+    c = _client(home, api_url, api_key)
+    uri = _connection_uri(c, _project(c, project_id), branch, pooled, database, role)
+    print(json.dumps({"connection_string": uri}) if as_json else uri)
+
+
+@app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def psql(ctx: typer.Context, home: HomeOpt,
+         branch: Annotated[str | None, typer.Argument(help="Branch (default: the default branch).")] = None,
+         project_id: ProjectOpt = None,
+         api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Open psql on a branch (extra arguments go to psql, e.g. -- -c 'select 1')."""
+    c = _client(home, api_url, api_key)
+    uri = _connection_uri(c, _project(c, project_id), branch, False, None, None)
+    binary = shutil.which("psql")
+    if binary is None:
+        from argon.pg import choose_install  # noqa: PLC0415
+        binary = choose_install().bin("psql")
+    os.execv(binary, [binary, uri, *ctx.args])
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        app()
+    except ArgonError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

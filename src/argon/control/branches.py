@@ -1,0 +1,286 @@
+"""Branches: copy-on-write children of a parent timeline, with Neon's rules."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from argon.control import ids, validation
+from argon.control.context import ControlContext
+from argon.control.endpoints import EndpointService
+from argon.control.hosts import connection_uri
+from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
+                                  Mutation, Operation, OperationAction, Page, Role)
+from argon.control.operations import OperationLog
+from argon.control.requests import BranchCreate, BranchUpdate, EndpointCreate
+from argon.control.rows import branch_from_row, database_from_row, role_from_row
+from argon.control.runtime import EndpointRuntime
+from argon.errors import ArgonError, Conflict, InvalidInput, NotFound
+from argon.meta import tables as t
+
+logger = logging.getLogger(__name__)
+
+MAX_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class BranchCreated:
+    branch: Branch
+    endpoints: list[Endpoint]
+    databases: list[Database]
+    roles: list[Role]
+    operations: list[Operation]
+    connection_uris: list[ConnectionUri] = field(default_factory=list)
+
+
+class BranchService:
+    def __init__(self, ctx: ControlContext, oplog: OperationLog, runtime: EndpointRuntime,
+                 endpoints: EndpointService) -> None:
+        self.ctx = ctx
+        self.oplog = oplog
+        self.runtime = runtime
+        self.endpoints = endpoints
+        self.sizes: dict[str, int] = {}  # timeline id -> bytes, refreshed by the reconciler
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def row(self, conn: Connection, project_id: str, branch_ref: str):  # type: ignore[no-untyped-def]
+        """A branch row by id or by name (the CLI and neonctl accept both)."""
+        if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first() is None:
+            raise NotFound(f"project {project_id!r} not found")
+        row = conn.execute(select(t.branches).where(
+            t.branches.c.project_id == project_id,
+            (t.branches.c.id == branch_ref) | (t.branches.c.name == branch_ref))).first()
+        if row is None:
+            raise NotFound(f"branch {branch_ref!r} not found in project {project_id}")
+        return row
+
+    def _model(self, row) -> Branch:  # type: ignore[no-untyped-def]
+        return branch_from_row(row, self.sizes.get(row.timeline_id, 0))
+
+    def get(self, project_id: str, branch_id: str) -> Branch:
+        with self.ctx.tx() as conn:
+            return self._model(self.row(conn, project_id, branch_id))
+
+    def list(self, project_id: str, search: str | None = None, cursor: str | None = None,
+             limit: int | None = None) -> Page[Branch]:
+        limit = min(max(limit or MAX_LIMIT, 1), MAX_LIMIT)
+        q = (select(t.branches).where(t.branches.c.project_id == project_id)
+             .order_by(t.branches.c.created_at.desc(), t.branches.c.id))
+        if search:
+            like = f"%{search}%"
+            q = q.where(t.branches.c.name.like(like) | t.branches.c.id.like(like))
+        with self.ctx.tx() as conn:
+            if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first() is None:
+                raise NotFound(f"project {project_id!r} not found")
+            if cursor:
+                anchor = conn.execute(select(t.branches.c.created_at).where(
+                    t.branches.c.id == cursor)).first()
+                if anchor is not None:
+                    q = q.where(t.branches.c.created_at < anchor.created_at)
+            rows = conn.execute(q.limit(limit)).all()
+        items = [self._model(r) for r in rows]
+        return Page(items, items[-1].id if len(items) == limit else None)
+
+    def count(self, project_id: str, search: str | None = None) -> int:
+        q = select(func.count()).select_from(t.branches).where(
+            t.branches.c.project_id == project_id)
+        if search:
+            q = q.where(t.branches.c.name.like(f"%{search}%"))
+        with self.ctx.tx() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    # -- create --------------------------------------------------------------------------
+
+    def create(self, project_id: str, req: BranchCreate) -> BranchCreated:
+        if req.parent_lsn is not None or req.parent_timestamp is not None:
+            raise InvalidInput("branching at a past point (parent_lsn / parent_timestamp) "
+                               "is not available yet in this Argon version")
+        if req.init_source not in (None, "parent-data"):
+            raise InvalidInput(f"init_source {req.init_source!r} is not supported; "
+                               "use 'parent-data'")
+        branch_id, timeline = ids.branch_id(), ids.timeline_id()
+        name = validation.name(req.name, "branch name") if req.name else branch_id
+        now = self.ctx.clock()
+        with self.ctx.tx() as conn:
+            if req.parent_id:
+                parent = self.row(conn, project_id, req.parent_id)
+            else:
+                parent = conn.execute(select(t.branches).where(
+                    t.branches.c.project_id == project_id, t.branches.c.is_default)).first()
+                if parent is None:
+                    raise NotFound(f"project {project_id!r} not found")
+            if parent.state != BranchState.READY.value:
+                raise Conflict(f"parent branch {parent.name} is not ready ({parent.state})")
+            if conn.execute(select(t.branches.c.id).where(
+                    t.branches.c.project_id == project_id, t.branches.c.name == name)).first():
+                raise Conflict(f"branch with name {name!r} already exists")
+            parent_ep = conn.execute(select(t.endpoints.c.id).where(
+                t.endpoints.c.branch_id == parent.id,
+                t.endpoints.c.type == "read_write")).scalar()
+            conn.execute(t.branches.insert().values(
+                id=branch_id, project_id=project_id, timeline_id=timeline,
+                parent_id=parent.id, name=name, state=BranchState.INIT.value,
+                is_default=False, protected=bool(req.protected), init_source="parent-data",
+                expires_at=req.expires_at, created_at=now, updated_at=now))
+            _copy_roles_and_databases(conn, parent.id, branch_id, now)
+            op = self.oplog.begin(conn, project_id, OperationAction.CREATE_BRANCH,
+                                  branch_id=branch_id)
+        try:
+            point = self._clone(parent.timeline_id, timeline, parent_ep, parent.name)
+        except Exception as exc:
+            self.oplog.fail(op, str(exc))
+            self._forget(branch_id, timeline)
+            if isinstance(exc, ArgonError):
+                raise
+            raise ArgonError(f"branch creation failed and was rolled back: {exc}") from exc
+        with self.ctx.tx() as conn:
+            conn.execute(update(t.branches).where(t.branches.c.id == branch_id).values(
+                state=BranchState.READY.value, parent_lsn=str(point.lsn),
+                parent_timestamp=point.timestamp, updated_at=self.ctx.clock()))
+        self.oplog.finish(op)
+        logger.info("created branch %s (%s) from %s at %s", branch_id, name, parent.id, point.lsn)
+        op_ids = [op]
+        endpoints: list[Endpoint] = []
+        for ep_req in req.endpoints:
+            created = self.endpoints.create(project_id, _under(ep_req, branch_id))
+            endpoints.append(created.value)
+            op_ids += [o.id for o in created.operations]
+        return self._created(project_id, branch_id, endpoints, op_ids)
+
+    def _clone(self, parent_tl: str, child_tl: str, parent_ep: str | None, parent_name: str):  # type: ignore[no-untyped-def]
+        # Hold the parent's endpoint so it is neither suspended nor started mid-clone; the
+        # parent's own clients keep running (the backup API does not block them).
+        if parent_ep is None:
+            return self.ctx.storage.branch_timeline(child_tl, parent_tl, None)
+        with self.ctx.locks.wait_for(f"ep:{parent_ep}"):
+            running = self.runtime.running(parent_ep)
+            if running is None:
+                return self.ctx.storage.branch_timeline(child_tl, parent_tl, None)
+            spec = self.runtime.spec(parent_ep)
+            return self.ctx.storage.branch_timeline(
+                child_tl, parent_tl, lambda: self.ctx.computes.connect(spec))
+
+    def _forget(self, branch_id: str, timeline: str) -> None:
+        self.ctx.storage.delete_timeline(timeline)
+        with self.ctx.tx() as conn:
+            conn.execute(delete(t.branches).where(t.branches.c.id == branch_id))
+
+    def _created(self, project_id: str, branch_id: str, endpoints: list[Endpoint],
+                 op_ids: list[str]) -> BranchCreated:
+        with self.ctx.tx() as conn:
+            row = conn.execute(select(t.branches).where(t.branches.c.id == branch_id)).one()
+            dbs = conn.execute(select(t.databases).where(t.databases.c.branch_id == branch_id)).all()
+            roles = conn.execute(select(t.roles).where(t.roles.c.branch_id == branch_id)).all()
+        uris: list[ConnectionUri] = []
+        if endpoints:
+            for role in roles:
+                pw = self.ctx.secrets.open(role.password_encrypted) if role.password_encrypted else None
+                for db in dbs:
+                    if db.owner_name == role.name:
+                        uris.append(connection_uri(endpoints[0].host, role.name, pw, db.name))
+        return BranchCreated(self._model(row), endpoints, [database_from_row(d) for d in dbs],
+                             [role_from_row(r) for r in roles], self.oplog.get_many(op_ids), uris)
+
+    # -- update / delete / default -------------------------------------------------------
+
+    def update(self, project_id: str, branch_id: str, req: BranchUpdate) -> Mutation[Branch]:
+        with self.ctx.tx() as conn:
+            row = self.row(conn, project_id, branch_id)
+            values: dict[str, object] = {}
+            if req.name is not None:
+                new = validation.name(req.name, "branch name")
+                if new != row.name and conn.execute(select(t.branches.c.id).where(
+                        t.branches.c.project_id == project_id, t.branches.c.name == new)).first():
+                    raise Conflict(f"branch with name {new!r} already exists")
+                values["name"] = new
+            if req.protected is not None:
+                values["protected"] = bool(req.protected)
+            if req.clear_expires_at:
+                values["expires_at"] = None
+            elif req.expires_at is not None:
+                values["expires_at"] = req.expires_at
+            if values:
+                conn.execute(update(t.branches).where(t.branches.c.id == row.id).values(
+                    updated_at=self.ctx.clock(), **values))
+            row = conn.execute(select(t.branches).where(t.branches.c.id == row.id)).one()
+        return Mutation(self._model(row), [])
+
+    def delete(self, project_id: str, branch_id: str) -> Mutation[Branch]:
+        with self.ctx.tx() as conn:
+            row = self.row(conn, project_id, branch_id)
+            if row.is_default:
+                raise Conflict(f"branch {row.name} is the project's default branch and cannot "
+                               "be deleted; set another branch as default first")
+            if row.protected:
+                raise Conflict(f"branch {row.name} is protected; unprotect it before deleting")
+            children = list(conn.execute(select(t.branches.c.name).where(
+                t.branches.c.parent_id == row.id)).scalars())
+            if children:
+                raise Conflict(f"branch {row.name} has child branches ({', '.join(children)}); "
+                               "delete them first")
+            eps = list(conn.execute(select(t.endpoints.c.id).where(
+                t.endpoints.c.branch_id == row.id)).scalars())
+            op = self.oplog.begin(conn, project_id, OperationAction.DELETE_TIMELINE,
+                                  branch_id=row.id)
+        with self.ctx.locks.hold(f"branch:{row.id}", what=f"branch {row.name}"):
+            for ep in eps:
+                self.runtime.suspend(ep, reason="branch deleted")
+            with self.ctx.tx() as conn:
+                conn.execute(delete(t.branches).where(t.branches.c.id == row.id))
+            self.ctx.storage.delete_timeline(row.timeline_id)
+        self.ctx.on_endpoints_changed()
+        self.oplog.finish(op)
+        self.sizes.pop(row.timeline_id, None)
+        logger.info("deleted branch %s (%s)", row.id, row.name)
+        return Mutation(self._model(row), self.oplog.get_many([op]))
+
+    def set_default(self, project_id: str, branch_id: str) -> Mutation[Branch]:
+        with self.ctx.tx() as conn:
+            row = self.row(conn, project_id, branch_id)
+            now = self.ctx.clock()
+            conn.execute(update(t.branches).where(t.branches.c.project_id == project_id,
+                                                  t.branches.c.is_default)
+                         .values(is_default=False, updated_at=now))
+            conn.execute(update(t.branches).where(t.branches.c.id == row.id)
+                         .values(is_default=True, updated_at=now))
+            row = conn.execute(select(t.branches).where(t.branches.c.id == row.id)).one()
+        return Mutation(self._model(row), [])
+
+    # -- schema --------------------------------------------------------------------------
+
+    def schema(self, project_id: str, branch_id: str, db_name: str) -> str:
+        with self.ctx.tx() as conn:
+            row = self.row(conn, project_id, branch_id)
+            if conn.execute(select(t.databases.c.id).where(
+                    t.databases.c.branch_id == row.id, t.databases.c.name == db_name)).first() is None:
+                raise NotFound(f"database {db_name!r} not found on branch {row.name}")
+        ep = self.endpoints.primary_endpoint_id(row.id)
+        running = self.runtime.ensure_running(ep)
+        install = self.runtime.spec(ep).install
+        out = subprocess.run(
+            [install.bin("pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
+             "-h", running.socket_dir, "-p", str(running.port), "-U", "cloud_admin", db_name],
+            capture_output=True, text=True, timeout=120, **self.ctx.owner.popen_kwargs())  # type: ignore[arg-type]
+        if out.returncode != 0:
+            raise ArgonError(f"pg_dump failed: {out.stderr.strip()}")
+        return out.stdout
+
+
+def _copy_roles_and_databases(conn: Connection, parent_id: str, child_id: str, now) -> None:  # type: ignore[no-untyped-def]
+    for r in conn.execute(select(t.roles).where(t.roles.c.branch_id == parent_id)).all():
+        conn.execute(t.roles.insert().values(
+            branch_id=child_id, name=r.name, protected=r.protected,
+            scram_verifier=r.scram_verifier, password_encrypted=r.password_encrypted,
+            created_at=now, updated_at=now))
+    for d in conn.execute(select(t.databases).where(t.databases.c.branch_id == parent_id)).all():
+        conn.execute(t.databases.insert().values(
+            branch_id=child_id, name=d.name, owner_name=d.owner_name, created_at=now,
+            updated_at=now))
+
+
+def _under(req: EndpointCreate, branch_id: str) -> EndpointCreate:
+    return replace(req, branch_id=branch_id)

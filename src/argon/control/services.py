@@ -1,0 +1,98 @@
+"""The services container: one object the API, CLI, MCP server and proxy all use."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon.compute import ComputeManager, PoolerManager
+from argon.control.api_keys import ApiKeyService
+from argon.control.branches import BranchService
+from argon.control.catalog import DatabaseService, RoleService
+from argon.control.context import ControlContext
+from argon.control.endpoints import EndpointService
+from argon.control.operations import OperationLog, OperationService
+from argon.control.platform import PlatformService
+from argon.control.projects import ProjectService
+from argon.control.reconciler import Reconciler
+from argon.control.repair import repair
+from argon.control.runtime import EndpointRuntime
+from argon.control.secretbox import SecretBox
+from argon.errors import Unavailable
+from argon.meta.db import open_database
+from argon.pg import pg_os_user
+from argon.settings import Settings
+from argon.storage import Storage, detect_clone_driver
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    ctx: ControlContext
+    runtime: EndpointRuntime
+    projects: ProjectService
+    branches: BranchService
+    endpoints: EndpointService
+    databases: DatabaseService
+    roles: RoleService
+    operations: OperationService
+    api_keys: ApiKeyService
+    platform: PlatformService
+    reconciler: Reconciler
+
+    def repair(self) -> list[str]:
+        return repair(self.ctx, self.runtime, self.projects)
+
+    def stop_all_computes(self) -> int:
+        """Suspend every running compute (clean shutdown); returns how many were stopped."""
+        stopped = 0
+        for project in self.projects.list(limit=1000).items:
+            for ep in self.endpoints.list(project.id):
+                try:
+                    stopped += self.runtime.suspend(ep.id, reason="Argon is stopping")
+                except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                    logger.warning("could not stop compute %s: %s", ep.id, exc)
+        return stopped
+
+
+def prepare_home(home: Path) -> None:
+    """Create the home; traversable (not readable) by the Postgres account."""
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o711)
+    for sub in ("timelines", "logs", "run", "secrets"):
+        (home / sub).mkdir(exist_ok=True)
+    os.chmod(home / "secrets", 0o700)
+    os.chmod(home / "timelines", 0o711)
+    os.chmod(home / "run", 0o711)
+
+
+def build_services(settings: Settings) -> Services:
+    prepare_home(settings.home)
+    owner = pg_os_user()
+    owner.chown(settings.home / "logs")
+    driver = detect_clone_driver(settings.home / "timelines", settings.clone_driver)
+    storage = Storage(settings.home / "timelines", driver, owner)
+    try:
+        poolers: PoolerManager | None = PoolerManager(owner)
+    except Unavailable as exc:
+        logger.warning("%s; pooled (-pooler) connections are unavailable", exc.message)
+        poolers = None
+    ctx = ControlContext(settings=settings, engine=open_database(settings.db_url),
+                         storage=storage, computes=ComputeManager(owner), poolers=poolers,
+                         owner=owner, secrets=SecretBox(settings.home / "secrets" / "fernet.key"))
+    oplog = OperationLog(ctx)
+    runtime = EndpointRuntime(ctx, oplog)
+    endpoints = EndpointService(ctx, oplog, runtime)
+    branches = BranchService(ctx, oplog, runtime, endpoints)
+    return Services(
+        ctx=ctx, runtime=runtime,
+        projects=ProjectService(ctx, oplog, runtime),
+        branches=branches, endpoints=endpoints,
+        databases=DatabaseService(ctx, oplog, runtime, endpoints),
+        roles=RoleService(ctx, oplog, runtime, endpoints),
+        operations=OperationService(ctx), api_keys=ApiKeyService(ctx),
+        platform=PlatformService(ctx),
+        reconciler=Reconciler(ctx, runtime, branches.sizes))

@@ -1,0 +1,183 @@
+"""``argon start``: the platform in one process.
+
+One asyncio loop (uvloop) hosts the API and console (uvicorn), the proxy (Postgres
+wire protocol, /sql and WebSocket) and, on a thread, the reconciler.  The control
+services are synchronous and run in worker threads.  Ctrl-C or SIGTERM stops the proxy,
+the API and every compute, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from argon.control import Services, build_services
+from argon.control.requests import ProjectCreate
+from argon.errors import ArgonError, Unavailable
+from argon.home import BOOTSTRAP_KEY_FILE, STATE_FILE, write_private
+from argon.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+
+@dataclass
+class StartupReport:
+    api_url: str
+    console_url: str
+    pg_port: int
+    http_port: int
+    api_key: str
+    default_connection_uri: str | None
+    clone_driver: str
+    repairs: list[str] = field(default_factory=list)
+
+
+def bootstrap_key(services: Services) -> str:
+    """The first API key, made on the first start and kept (0600) in the home."""
+    path = services.ctx.settings.home / BOOTSTRAP_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    _, secret = services.api_keys.create("bootstrap")
+    write_private(path, secret + "\n")
+    return secret
+
+
+def ensure_default_project(services: Services) -> str | None:
+    """Create the default project on the first start; its connection string."""
+    marker = services.ctx.settings.home / "secrets" / "default_project"
+    if marker.exists():
+        project_id = marker.read_text().strip()
+        try:
+            project = services.projects.get(project_id)
+        except ArgonError:
+            return None
+        roles = services.roles.list(project.id, project.default_branch_id or "")
+        dbs = services.databases.list(project.id, project.default_branch_id or "")
+        if not roles or not dbs:
+            return None
+        return services.projects.connection_uri(
+            project.id, database_name=dbs[0].name, role_name=dbs[0].owner_name).connection_uri
+    if services.projects.count() > 0:
+        return None
+    created = services.projects.create(ProjectCreate(name="default"))
+    write_private(marker, created.project.id + "\n")
+    return created.connection_uris[0].connection_uri if created.connection_uris else None
+
+
+class HomeLock:
+    """One Argon per home: an exclusive flock held for the life of the process."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / "run" / "argon.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Unavailable(f"another Argon is already running on home {self.path.parent.parent}; "
+                              "stop it first or pass another --home") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Platform:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = HomeLock(settings.home)
+        self.services: Services | None = None
+        self._servers: list[Any] = []
+        self._proxy: Any = None
+
+    def prepare(self) -> StartupReport:
+        """Everything before serving: lock, metadata, repair, bootstrap key, default project."""
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        services = self.services = build_services(self.settings)
+        repairs = services.repair()
+        key = bootstrap_key(services)
+        uri = ensure_default_project(services)
+        s = self.settings
+        return StartupReport(
+            api_url=f"http://{s.listen_host}:{s.api_port}/api/v2",
+            console_url=f"http://{s.listen_host}:{s.api_port}/",
+            pg_port=s.pg_port, http_port=s.http_port, api_key=key,
+            default_connection_uri=uri, clone_driver=services.ctx.storage.driver.name,
+            repairs=repairs)
+
+    async def serve(self, on_ready: Callable[[], None]) -> None:
+        assert self.services is not None
+        services = self.services
+        from argon.api.app import create_app  # noqa: PLC0415 - keeps `argon --help` fast
+
+        app = create_app(services)
+        config = uvicorn.Config(app, host=self.settings.listen_host, port=self.settings.api_port,
+                                log_level="warning", lifespan="on", loop="none")
+        api = uvicorn.Server(config)
+        api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._servers.append(api)
+        self._proxy = await start_proxy(services, self.settings)
+        services.reconciler.start()
+        api_task = asyncio.create_task(api.serve())
+        while not api.started:
+            if api_task.done():
+                await api_task
+                raise Unavailable(f"the API could not listen on port {self.settings.api_port}")
+            await asyncio.sleep(0.02)
+        self._write_state()
+        on_ready()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logger.info("stopping")
+        if self._proxy is not None:
+            await self._proxy.stop()
+        api.should_exit = True
+        await api_task
+
+    def _write_state(self) -> None:
+        s = self.settings
+        write_private(s.home / STATE_FILE, json.dumps({
+            "pid": os.getpid(), "api_url": f"http://{s.listen_host}:{s.api_port}/api/v2",
+            "api_port": s.api_port, "pg_port": s.pg_port, "http_port": s.http_port,
+            "listen_host": s.listen_host, "domain": s.domain}))
+
+    def shutdown(self) -> int:
+        """Stop the reconciler and every compute; returns how many computes stopped."""
+        stopped = 0
+        if self.services is not None:
+            self.services.reconciler.stop()
+            stopped = self.services.stop_all_computes()
+        (self.settings.home / STATE_FILE).unlink(missing_ok=True)
+        self.lock.release()
+        return stopped
+
+
+async def start_proxy(services: Services, settings: Settings) -> Any:
+    """Start the proxy if the proxy room is available; it is the only public door."""
+    try:
+        from argon.proxy.platform import start_platform_proxy  # noqa: PLC0415
+    except ImportError:
+        logger.warning("proxy not available in this build; clients cannot connect yet")
+        return None
+    return await start_platform_proxy(services, settings)

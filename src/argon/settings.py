@@ -1,0 +1,46 @@
+"""Argon's settings: one immutable object built from flags and environment at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_API_PORT = 4400
+DEFAULT_PG_PORT = 55432   # not 5432: a system Postgres may be there
+DEFAULT_HTTP_PORT = 4444
+DEFAULT_SUSPEND_TIMEOUT = 300
+
+
+def default_home() -> Path:
+    """``$ARGON_HOME``, else a per-user data directory (``/var/lib/argon`` for root)."""
+    if env := os.environ.get("ARGON_HOME"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/argon")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "argon"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    listen_host: str = "127.0.0.1"
+    api_port: int = DEFAULT_API_PORT
+    pg_port: int = DEFAULT_PG_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    # With a domain that has wildcard DNS, endpoint hosts are ep-x.<domain> (SNI routing);
+    # without one (the default), each endpoint gets a stable loopback port instead.
+    domain: str | None = None
+    clone_driver: str = "auto"
+    default_suspend_timeout: int = DEFAULT_SUSPEND_TIMEOUT
+    reconcile_interval: float = 1.0
+    metadata_url: str | None = None  # default: SQLite in the home
+
+    @property
+    def db_url(self) -> str:
+        return self.metadata_url or f"sqlite:///{self.home / 'argon.db'}"
+
+    @property
+    def public_host(self) -> str:
+        return self.domain or self.listen_host
