@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.pgserver",
     "tests.fixtures.argon_env",
+    "tests.fixtures.storage",
+    "tests.fixtures.compute",
 ]

@@ -128,7 +128,10 @@ class Platform:
         services = self.services
         from argon.api.app import create_app  # noqa: PLC0415 - keeps `argon --help` fast
 
+        from argon.api.routes.argon_ext import router as argon_router  # noqa: PLC0415
+
         app = create_app(services)
+        app.include_router(argon_router, prefix="/api/v2")
         config = uvicorn.Config(app, host=self.settings.listen_host, port=self.settings.api_port,
                                 log_level="warning", lifespan="on", loop="none")
         api = uvicorn.Server(config)
@@ -175,9 +178,5 @@ class Platform:
 
 async def start_proxy(services: Services, settings: Settings) -> Any:
     """Start the proxy if the proxy room is available; it is the only public door."""
-    try:
-        from argon.proxy.platform import start_platform_proxy  # noqa: PLC0415
-    except ImportError:
-        logger.warning("proxy not available in this build; clients cannot connect yet")
-        return None
-    return await start_platform_proxy(services, settings)
+    from argon.gateway import start_gateway  # noqa: PLC0415
+    return await start_gateway(services, settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -99,7 +98,7 @@ def start(
         sys.stdout.flush()
 
     try:
-        asyncio.run(platform.serve(ready), loop_factory=_loop_factory())
+        _run(platform.serve(ready))
     except ArgonError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
     finally:
@@ -107,12 +106,10 @@ def start(
         console.print(f"Argon stopped ({stopped} compute(s) shut down).")
 
 
-def _loop_factory() -> Any:
-    try:
-        import uvloop  # noqa: PLC0415
-        return uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return None
+def _run(coro: Any) -> None:
+    """Run on uvloop (the proxy's hot path relies on it)."""
+    import uvloop  # noqa: PLC0415
+    uvloop.run(coro)
 
 
 @app.command()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: connection strings must stay on one line to be copied; scripts get 200
+# columns when stdout is not a terminal.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def emit(data: Any, as_json: bool, columns: list[str] | None = None, title: str | None = None) -> None:

@@ -157,9 +157,14 @@ class BranchService:
         if parent_ep is None:
             return self.ctx.storage.branch_timeline(child_tl, parent_tl, None)
         with self.ctx.locks.wait_for(f"ep:{parent_ep}"):
-            running = self.runtime.running(parent_ep)
-            if running is None:
-                return self.ctx.storage.branch_timeline(child_tl, parent_tl, None)
+            if self.runtime.running(parent_ep) is None:
+                try:
+                    return self.ctx.storage.branch_timeline(child_tl, parent_tl, None)
+                except Conflict:
+                    # e.g. the parent's compute crashed: its directory is not consistent
+                    # until Postgres recovers it, so start it and branch it running.
+                    logger.info("parent %s needs recovery first; starting it", parent_name)
+                    self.runtime.ensure_running(parent_ep)
             spec = self.runtime.spec(parent_ep)
             return self.ctx.storage.branch_timeline(
                 child_tl, parent_tl, lambda: self.ctx.computes.connect(spec))

@@ -143,10 +143,13 @@ class EndpointRuntime:
         if poolers is None:
             raise ArgonError("pooled connections need PgBouncer: apt-get install pgbouncer")
         pspec = self.pooler_spec(spec)
-        if poolers.pid(pspec) is None:
-            pspec = _pooler_with_port(pspec, free_port())
-            poolers.start(pspec)
-        return RunningCompute(spec.endpoint_id, str(pspec.socket_dir), pspec.port)
+        # start() keeps a running PgBouncer's port (or picks one) and reloads it when the
+        # compute came back on another port.
+        poolers.start(pspec)
+        port = poolers.port(pspec)
+        if port is None:
+            raise ArgonError(f"PgBouncer for {spec.endpoint_id} did not start")
+        return RunningCompute(spec.endpoint_id, str(pspec.socket_dir), port)
 
     def suspend(self, endpoint_id: str, *, reason: str = "request") -> bool:
         """Stop the compute (and its pooler).  Returns False if it was not running."""
@@ -211,9 +214,6 @@ class EndpointRuntime:
 def _with_port(spec: ComputeSpec, port: int) -> ComputeSpec:
     return replace(spec, port=port)
 
-
-def _pooler_with_port(spec: PoolerSpec, port: int) -> PoolerSpec:
-    return replace(spec, port=port)
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

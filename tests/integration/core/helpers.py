@@ -38,3 +38,10 @@ def new_project(env: ArgonEnv, name: str, **project: Any) -> dict[str, Any]:
     r = env.api("POST", "/projects", json={"project": {"name": name, **project}})
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+def plain_uri(uri: str) -> str:
+    """The same URI without TLS, for tools built without it (the embedded pgbench);
+    the proxy accepts plaintext from loopback peers."""
+    base, _, _query = uri.partition("?")
+    return base + "?sslmode=disable"

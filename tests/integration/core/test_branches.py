@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from tests.fixtures.argon_env import ArgonEnv
-from tests.integration.core.helpers import connect, create_branch, new_project, uri_for
+from tests.integration.core.helpers import (connect, create_branch, new_project, plain_uri,
+                                           uri_for)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_branch_under_pgbench_write_load_keeps_the_tpcb_invariant(argon_env: Arg
     from argon.pg import choose_install
 
     pid, main = project["project"]["id"], project["branch"]["id"]
-    uri = uri_for(argon_env, pid, main)
+    uri = plain_uri(uri_for(argon_env, pid, main))
     pgbench = choose_install().bin("pgbench")
     subprocess.run([pgbench, "-i", "-s", "1", "-q", uri], check=True, capture_output=True)
     load = subprocess.Popen([pgbench, "-c", "4", "-T", "12", "-n", uri],

@@ -1,0 +1,197 @@
+"""postgresql.conf and pg_hba.conf for a compute, rendered as pure functions of the spec.
+
+Layout of the rendered postgresql.conf, in the order Postgres reads it (later wins):
+
+1. ``include_if_exists = 'postgresql.base.conf'``: what initdb wrote (locale, time zone,
+   text search config), moved aside at the first start.
+2. Settings sized from ``cu_max`` (see ``MEMORY_TABLE``), overridden by the endpoint's
+   ``pg_settings`` (users may tune ``work_mem`` and friends).
+3. ``ENFORCED``: network, logging and WAL settings Argon depends on; user settings may
+   not touch them (nor the keys storage owns).
+4. ``include_if_exists = 'argon.storage.conf'`` last, so storage's archive and
+   recovery settings win.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon.compute.spec import ComputeSpec
+from argon.errors import InvalidInput
+from argon.pg import OsUser
+
+HEADER = "# managed by Argon: rewritten at every start, do not edit (use endpoint settings)"
+BASE_CONF = "postgresql.base.conf"
+STORAGE_CONF = "argon.storage.conf"
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    cu: float
+    shared_buffers_mb: int
+    effective_cache_size_mb: int
+    work_mem_mb: int
+    maintenance_work_mem_mb: int
+    max_connections: int
+
+
+# Neon-like sizing: 1 CU ~ 1 vCPU and 4 GiB of RAM.  shared_buffers ~ 1/8 of RAM (the
+# OS page cache does the rest and many endpoints share one host), effective_cache_size
+# ~ 3/4 of RAM, max_connections follows Neon's published table (~450 per CU, capped at
+# 4000).  A spec uses the largest row whose CU does not exceed ``cu_max``, because a
+# process cannot be resized while it runs: the ceiling is what it may grow into.
+MEMORY_TABLE: tuple[MemoryRow, ...] = (
+    #          CU   shared_buffers  eff_cache  work_mem  maint_work_mem  max_connections
+    MemoryRow(0.25,  128,            768,       4,        64,             112),
+    MemoryRow(0.5,   256,            1536,      4,        128,            225),
+    MemoryRow(1,     512,            3072,      8,        256,            450),
+    MemoryRow(2,     1024,           6144,      16,       512,            901),
+    MemoryRow(4,     2048,           12288,     32,       1024,           1802),
+    MemoryRow(8,     4096,           24576,     64,       2048,           3604),
+    MemoryRow(16,    8192,           49152,     128,      2048,           4000),
+)
+
+# Keys storage writes in argon.storage.conf, and recovery keys: never per endpoint.
+STORAGE_KEYS = re.compile(r"^(archive_.*|restore_command|recovery_.*|basic_archive\..*|"
+                          r"primary_conninfo|primary_slot_name|promote_trigger_file)$")
+
+GUC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+# Facts that differ per Postgres major version, as data (not scattered ifs).
+# allow_alter_system (17+): postgresql.auto.conf is read after this file and would
+# silently override enforced settings.
+VERSION_SETTINGS: dict[int, dict[str, str]] = {
+    17: {"allow_alter_system": "off"},
+}
+
+
+def _version_settings(major: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for since in sorted(VERSION_SETTINGS):
+        if major >= since:
+            out.update(VERSION_SETTINGS[since])
+    return out
+
+
+def memory_settings(cu_max: float) -> dict[str, str]:
+    """Memory and connection settings for a compute of at most ``cu_max`` CU."""
+    if cu_max < MEMORY_TABLE[0].cu:
+        raise InvalidInput(f"autoscaling_limit_max_cu must be at least {MEMORY_TABLE[0].cu}"
+                           f" (got {cu_max})")
+    row = [r for r in MEMORY_TABLE if r.cu <= cu_max][-1]
+    return {
+        "shared_buffers": f"{row.shared_buffers_mb}MB",
+        "effective_cache_size": f"{row.effective_cache_size_mb}MB",
+        "work_mem": f"{row.work_mem_mb}MB",
+        "maintenance_work_mem": f"{row.maintenance_work_mem_mb}MB",
+        "max_connections": str(row.max_connections),
+    }
+
+
+def enforced_settings(spec: ComputeSpec) -> dict[str, str]:
+    """What Argon relies on: a compute listens on loopback and its private socket only."""
+    out = {
+        "cluster_name": spec.endpoint_id,          # shows in ps; names the endpoint in logs
+        "listen_addresses": "127.0.0.1",
+        "port": str(spec.port),
+        "unix_socket_directories": str(spec.socket_dir),
+        "unix_socket_permissions": "0700",
+        "hba_file": str(spec.pgdata / "pg_hba.conf"),
+        "password_encryption": "scram-sha-256",
+        "logging_collector": "off",                # stderr goes to spec.log_path
+        "log_destination": "stderr",
+        "log_line_prefix": "%m [%p] %q%u@%d ",
+        "wal_level": "replica",                    # archive and backup API need it
+        "hot_standby": "on",
+        "huge_pages": "off",                       # predictable memory, no fallback probe
+    }
+    out.update(_version_settings(spec.install.version))
+    return out
+
+
+def quote(value: str) -> str:
+    """A postgresql.conf string literal (any GUC type accepts the quoted form)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def check_user_settings(settings: Mapping[str, str], enforced: Mapping[str, str]) -> None:
+    for name, value in settings.items():
+        if not GUC_NAME.match(name):
+            raise InvalidInput(f"invalid Postgres setting name {name!r}: use letters, digits, "
+                               "underscores and at most one dot")
+        lowered = name.lower()
+        if lowered in enforced or STORAGE_KEYS.match(lowered):
+            raise InvalidInput(f"Postgres setting {name!r} is managed by Argon and cannot be "
+                               "set per endpoint; remove it from pg_settings")
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise InvalidInput(f"Postgres setting {name!r} has a value with a line break")
+
+
+def render_config(spec: ComputeSpec) -> str:
+    """The whole postgresql.conf for ``spec``: deterministic, each section sorted."""
+    enforced = enforced_settings(spec)
+    check_user_settings(spec.pg_settings, enforced)
+    tunable = memory_settings(spec.cu_max)
+    tunable.update({k.lower(): v for k, v in spec.pg_settings.items()})
+    lines = [
+        HEADER,
+        f"# endpoint {spec.endpoint_id}, PostgreSQL {spec.install.version}, "
+        f"{spec.cu_min}-{spec.cu_max} CU",
+        "",
+        f"include_if_exists = {quote(BASE_CONF)}",
+        "",
+        "# sized for cu_max, then the endpoint's pg_settings",
+        *(f"{k} = {quote(v)}" for k, v in sorted(tunable.items())),
+        "",
+        "# enforced by Argon",
+        *(f"{k} = {quote(v)}" for k, v in sorted(enforced.items())),
+        "",
+        "# storage's archive and recovery settings; last, so they win",
+        f"include_if_exists = {quote(STORAGE_CONF)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_hba() -> str:
+    """Trust on the private socket directory; SCRAM on loopback TCP."""
+    rows = [
+        ("local", "all", "all", "", "trust"),
+        ("local", "replication", "all", "", "trust"),
+        ("host", "all", "all", "127.0.0.1/32", "scram-sha-256"),
+        ("host", "all", "all", "::1/128", "scram-sha-256"),
+        ("host", "replication", "all", "127.0.0.1/32", "scram-sha-256"),
+    ]
+    lines = [HEADER, "# the socket directory is 0700 and owned by the Postgres account"]
+    lines += [f"{t:<7}{db:<13}{user:<6}{addr:<15}{method}".rstrip() for t, db, user, addr, method
+              in rows]
+    return "\n".join(lines) + "\n"
+
+
+def atomic_write(path: Path, text: str, owner: OsUser, mode: int = 0o600) -> None:
+    """Write by temp file + fsync + rename, so a crash leaves the old or the new file."""
+    tmp = path.with_name(path.name + ".argon-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    owner.chown(tmp)
+    os.rename(tmp, path)
+
+
+def write_config(spec: ComputeSpec, owner: OsUser) -> None:
+    """Render both files into the data directory; keep initdb's file as the base."""
+    text = render_config(spec)  # validates before anything on disk changes
+    conf = spec.pgdata / "postgresql.conf"
+    base = spec.pgdata / BASE_CONF
+    if conf.exists() and not base.exists() and not conf.read_text().startswith(HEADER):
+        os.rename(conf, base)
+    atomic_write(conf, text, owner)
+    atomic_write(spec.pgdata / "pg_hba.conf", render_hba(), owner)

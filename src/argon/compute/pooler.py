@@ -1,0 +1,256 @@
+"""PgBouncer beside an endpoint, in transaction mode, for Neon's ``-pooler`` hosts.
+
+The proxy has already authenticated the client, so PgBouncer trusts whoever reaches its
+private socket directory.  PgBouncer still wants to know each user: ``auth_user``
+(the superuser, trusted on the compute's socket) looks them up with ``auth_query``, so
+roles created later need no user list to be rewritten.
+
+PgBouncer runs in the foreground in its own session (it outlives an Argon restart),
+writes its pid file into ``workdir``, and is re-adopted from that pid file once the
+process is checked to be a pgbouncer started on this spec's ini file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from argon.compute.config import atomic_write
+from argon.compute.errors import ComputeError, ComputeStartFailed
+from argon.compute.process import child_env
+from argon.compute.spec import ComputeSpec
+from argon.errors import Unavailable
+from argon.pg import OsUser
+
+logger = logging.getLogger(__name__)
+
+BINARY_CANDIDATES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
+INI_NAME = "pgbouncer.ini"
+PID_NAME = "pgbouncer.pid"
+LOG_NAME = "pgbouncer.log"
+
+# Startup parameters clients (drivers, ORMs, Neon's proxy) send that PgBouncer must not
+# reject; in transaction mode they cannot be kept per session anyway.
+IGNORED_STARTUP_PARAMETERS = ("extra_float_digits", "options", "search_path",
+                              "statement_timeout", "idle_in_transaction_session_timeout")
+
+STOP_TIMEOUT_SECONDS = 10.0
+START_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class PoolerSpec:
+    endpoint_id: str
+    compute: ComputeSpec
+    port: int                   # also 127.0.0.1:port, for benchmarks
+    socket_dir: Path            # private unix socket directory the proxy connects to
+    workdir: Path               # ini, pid file and log
+    pool_size: int = 100        # Neon: ~0.9 x max_connections of the smallest compute
+    max_client_conn: int = 10000  # Neon's value
+
+
+def render_pgbouncer_ini(spec: PoolerSpec, superuser: str = "cloud_admin") -> str:
+    """The whole ini file for ``spec`` (pure)."""
+    c = spec.compute
+    settings = {
+        "listen_addr": "127.0.0.1",
+        "listen_port": str(spec.port),
+        "unix_socket_dir": str(spec.socket_dir),
+        "unix_socket_mode": "0700",
+        "pidfile": str(spec.workdir / PID_NAME),
+        "auth_type": "trust",
+        "auth_user": superuser,
+        "auth_query": "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename=$1",
+        "admin_users": superuser,
+        "pool_mode": "transaction",
+        "default_pool_size": str(spec.pool_size),
+        "max_client_conn": str(spec.max_client_conn),
+        "ignore_startup_parameters": ",".join(IGNORED_STARTUP_PARAMETERS),
+        # idle server connections count as sessions on the compute and would keep it
+        # from suspending; give them back well before the suspend timeout
+        "server_idle_timeout": "30",
+        "application_name_add_host": "0",
+    }
+    lines = [
+        "; managed by Argon: rewritten at every start, do not edit",
+        f"; pooler for endpoint {spec.endpoint_id}",
+        "[databases]",
+        f"* = host={c.socket_dir} port={c.port}",
+        "",
+        "[pgbouncer]",
+        *(f"{k} = {v}" for k, v in sorted(settings.items())),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class PoolerManager:
+    def __init__(self, owner: OsUser, binary: str | None = None,
+                 superuser: str = "cloud_admin") -> None:
+        found = binary or next((b for b in BINARY_CANDIDATES if os.access(b, os.X_OK)),
+                               None) or shutil.which("pgbouncer")
+        if not found or not os.access(found, os.X_OK):
+            raise Unavailable("install pgbouncer (apt-get install pgbouncer)")
+        self.binary = found
+        self.owner = owner
+        self.superuser = superuser
+        self._children: dict[Path, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def pid(self, spec: PoolerSpec) -> int | None:
+        """The running PgBouncer's pid from its verified pid file, else None."""
+        self._reap(spec.workdir)
+        try:
+            pid = int((spec.workdir / PID_NAME).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _is_pgbouncer_for(pid, spec.workdir / INI_NAME) else None
+
+    def port(self, spec: PoolerSpec) -> int | None:
+        """The port the running PgBouncer listens on (its socket is named after it)."""
+        if self.pid(spec) is None:
+            return None
+        return _ini_port(spec.workdir / INI_NAME)
+
+    def start(self, spec: PoolerSpec) -> int:
+        """Start PgBouncer (or reload it if its ini changed); returns its pid.
+
+        ``spec.port`` 0 means "keep the running one's port, or pick a free one".
+        """
+        with self._lock:
+            ini = spec.workdir / INI_NAME
+            running = self.pid(spec)
+            if spec.port == 0:
+                port = (_ini_port(ini) if running is not None else None) or _free_port()
+                spec = replace(spec, port=port)
+            text = render_pgbouncer_ini(spec, self.superuser)
+            if running is not None:
+                if not ini.exists() or ini.read_text() != text:
+                    atomic_write(ini, text, self.owner)
+                    os.kill(running, signal.SIGHUP)  # e.g. the compute came back on a new port
+                    logger.info("pooler %s: reloaded with a new configuration",
+                                spec.endpoint_id)
+                return running
+            for d, mode in ((spec.workdir, 0o700), (spec.socket_dir, 0o700)):
+                d.mkdir(parents=True, exist_ok=True)
+                d.chmod(mode)
+                self.owner.chown(d)
+            (spec.workdir / PID_NAME).unlink(missing_ok=True)
+            atomic_write(ini, text, self.owner)
+            with (spec.workdir / LOG_NAME).open("ab") as log:
+                offset = log.tell()
+                proc = subprocess.Popen(
+                    [self.binary, str(ini)], stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, cwd=spec.workdir, env=child_env(),
+                    start_new_session=True, **self.owner.popen_kwargs())  # type: ignore[arg-type]
+            self._children[spec.workdir] = proc
+            self._wait_ready(spec, proc, offset)
+            logger.info("pooler %s: started (pid %d, port %d)", spec.endpoint_id, proc.pid,
+                        spec.port)
+            return proc.pid
+
+    def _wait_ready(self, spec: PoolerSpec, proc: subprocess.Popen[bytes], offset: int) -> None:
+        path = str(spec.socket_dir / f".s.PGSQL.{spec.port}")
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code is not None:
+                raise ComputeStartFailed(
+                    f"pgbouncer for {spec.endpoint_id} exited with code {code}: "
+                    f"{_tail(spec.workdir / LOG_NAME, offset)}")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(path)
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.005)
+        self._kill(spec, proc.pid)
+        raise ComputeStartFailed(f"pgbouncer for {spec.endpoint_id} did not listen on {path} "
+                                 f"within {START_TIMEOUT_SECONDS:.0f} s: "
+                                 f"{_tail(spec.workdir / LOG_NAME, offset)}")
+
+    def stop(self, spec: PoolerSpec) -> None:
+        """Stop PgBouncer (clients are disconnected, as a fast compute stop does)."""
+        with self._lock:
+            pid = self.pid(spec)
+            if pid is not None:
+                self._kill(spec, pid)
+                logger.info("pooler %s: stopped", spec.endpoint_id)
+
+    def _kill(self, spec: PoolerSpec, pid: int) -> None:
+        # SIGTERM: immediate shutdown in PgBouncer < 1.23, "super safe" after; then KILL
+        for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT_SECONDS), (signal.SIGKILL, 5.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            if self._wait_exit(spec, pid, wait):
+                break
+        else:
+            raise ComputeError(f"pgbouncer {pid} for {spec.endpoint_id} did not exit")
+        (spec.workdir / PID_NAME).unlink(missing_ok=True)
+
+    def _wait_exit(self, spec: PoolerSpec, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        ini = spec.workdir / INI_NAME
+        while time.monotonic() < deadline:
+            child = self._children.get(spec.workdir)
+            if child is not None and child.pid == pid:
+                if child.poll() is not None:
+                    self._children.pop(spec.workdir, None)
+                    return True
+            elif not _is_pgbouncer_for(pid, ini):
+                return True
+            time.sleep(0.005)
+        return False
+
+    def _reap(self, workdir: Path) -> None:
+        child = self._children.get(workdir)
+        if child is not None and child.poll() is not None:
+            self._children.pop(workdir, None)
+
+
+def _is_pgbouncer_for(pid: int, ini: Path) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state in ("Z", "X") or not argv:
+        return False
+    return (os.path.basename(argv[0].decode(errors="replace")) == "pgbouncer"
+            and str(ini).encode() in argv)
+
+
+def _ini_port(ini: Path) -> int | None:
+    try:
+        for line in ini.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "listen_port":
+                return int(value.strip())
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, offset: int, lines: int = 15) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return "\n".join(f.read().decode(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""

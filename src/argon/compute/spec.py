@@ -1,0 +1,41 @@
+"""What the control plane asks the compute room to run, and what it gets back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from argon.pg import PgInstall
+
+
+class ComputeState(StrEnum):
+    """An endpoint's compute state; the values are Neon's wire strings, never change them."""
+
+    INIT = "init"
+    ACTIVE = "active"
+    IDLE = "idle"
+
+
+@dataclass(frozen=True)
+class ComputeSpec:
+    endpoint_id: str
+    pgdata: Path
+    install: PgInstall            # from argon.pg.choose_install(...)
+    port: int                     # TCP port on 127.0.0.1 only
+    socket_dir: Path              # private (0700, Postgres account) unix socket directory
+    log_path: Path                # the postmaster's stdout/stderr, appended
+    cu_min: float = 0.25
+    cu_max: float = 0.25
+    pg_settings: Mapping[str, str] = field(default_factory=dict)  # endpoint settings
+    read_only: bool = False       # reserved: hot-standby replicas come later
+
+
+@dataclass(frozen=True)
+class ComputeProcess:
+    pid: int
+    started_at: datetime          # timezone-aware (UTC), from postmaster.pid
+    port: int
+    socket_dir: Path

@@ -1,0 +1,35 @@
+"""The proxy's seam to the control plane: wake an endpoint, look up a role's secret,
+report session activity.  The proxy never imports ``control`` or ``meta``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ComputeAddress:
+    socket_dir: str      # unix socket directory of the compute (or its PgBouncer)
+    port: int            # as in the socket file name .s.PGSQL.<port>
+
+    @property
+    def path(self) -> str:
+        return f"{self.socket_dir}/.s.PGSQL.{self.port}"
+
+
+class ProxyBackend(Protocol):
+    async def wake(self, endpoint_id: str, *, pooled: bool) -> ComputeAddress: ...
+    # raises argon.errors.NotFound for an unknown endpoint; starts a suspended compute
+    # (and, for pooled, its PgBouncer); concurrent calls share one start; returns where
+    # to connect. The compute trusts connections on that socket (it is private to
+    # Argon), so the proxy must authenticate the client itself before connecting.
+
+    async def role_secret(self, endpoint_id: str, role: str) -> str | None: ...
+    # the role's SCRAM verifier ("SCRAM-SHA-256$...") on that endpoint's branch, or None
+
+    def session_started(self, endpoint_id: str) -> None: ...   # keeps the endpoint awake
+
+    def session_ended(self, endpoint_id: str) -> None: ...
+
+    def endpoint_for_port(self, port: int) -> tuple[str, bool] | None: ...
+    # (endpoint_id, pooled) when a dedicated per-endpoint listener port is used

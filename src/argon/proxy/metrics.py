@@ -1,0 +1,26 @@
+"""Counters the proxy keeps for /metrics (the lead exports them)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ProxyMetrics:
+    connections_total: int = 0
+    connections_active: int = 0
+    websocket_connections_total: int = 0
+    errors: Counter[str] = field(default_factory=Counter)   # by ErrorKind value
+    bytes_from_clients: int = 0
+    bytes_to_clients: int = 0
+    cancel_requests: int = 0
+    wakes: int = 0
+
+    def snapshot(self) -> dict[str, object]:
+        return {"connections_total": self.connections_total,
+                "connections_active": self.connections_active,
+                "websocket_connections_total": self.websocket_connections_total,
+                "errors": dict(self.errors), "bytes_from_clients": self.bytes_from_clients,
+                "bytes_to_clients": self.bytes_to_clients,
+                "cancel_requests": self.cancel_requests, "wakes": self.wakes}

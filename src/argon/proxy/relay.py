@@ -1,0 +1,163 @@
+"""One side of a proxied connection as an asyncio Protocol: first a small buffered reader
+for the handshake, then a byte relay to its peer with explicit flow control.
+
+In relay mode, bytes go straight from ``data_received`` to the peer's ``write``; when our
+transport's write buffer fills (``pause_writing``) we stop reading the peer, and resume
+when it drains, so a slow side never makes the proxy buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import Protocol
+
+from argon.proxy.errors import ErrorKind, ProxyError, protocol_error
+
+logger = logging.getLogger(__name__)
+
+# Bound on what a side may send before the proxy has read it during the handshake.
+MAX_HANDSHAKE_BUFFER = 64 * 1024
+
+
+class Peer(Protocol):
+    """What a relay writes to: a transport, or an adapter around a WebSocket."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PgSide(asyncio.Protocol):
+    __slots__ = ("transport", "buf", "waiter", "peer", "closed", "done", "bytes_in", "name",
+                 "_paused_peer")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[None] | None = None
+        self.peer: Peer | None = None
+        self.closed = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.bytes_in = 0
+        self._paused_peer = False
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio's
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        peer = self.peer
+        if peer is not None:
+            peer.write(data)
+            return
+        self.buf += data
+        if len(self.buf) > MAX_HANDSHAKE_BUFFER:
+            logger.info("%s sent %d bytes during the handshake; closing", self.name,
+                        len(self.buf))
+            self.buf.clear()
+            if self.transport is not None:
+                self.transport.abort()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        return False  # close our side; connection_lost closes the peer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+        if self.peer is not None:
+            self.peer.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and not self._paused_peer:
+            self._paused_peer = True
+            self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self._paused_peer:
+            self._paused_peer = False
+            self.peer.resume_reading()
+
+    # -- handshake reading ---------------------------------------------------------------
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def read_exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if self.closed:
+                raise ProxyError(ErrorKind.CLIENT_DISCONNECT, f"{self.name} closed the "
+                                 "connection", sqlstate="08006")
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    async def read_message(self, max_len: int) -> tuple[bytes, bytes]:
+        """One typed message (type, body) of at most ``max_len`` bytes."""
+        header = await self.read_exact(5)
+        kind, length = struct.unpack("!ci", header)
+        if length < 4 or length > max_len:
+            raise protocol_error(f"invalid message length {length}")
+        return kind, await self.read_exact(length - 4)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- relay ---------------------------------------------------------------------------
+    def as_peer(self) -> Peer:
+        assert self.transport is not None
+        return TransportPeer(self.transport)
+
+    def start_relay(self, peer: Peer) -> None:
+        """From now on, everything this side sends goes to ``peer`` unparsed."""
+        self.peer = peer
+        if self.buf:
+            data, self.buf = bytes(self.buf), bytearray()
+            peer.write(data)
+        if self.closed:
+            peer.close()
+
+
+class TransportPeer:
+    """A plain transport as a relay peer (pausing a closing transport is harmless)."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.transport.close()

@@ -1,0 +1,1 @@
+"""Neon's serverless protocols: SQL over HTTP (``sql_over_http``) and WebSocket."""

@@ -1,0 +1,299 @@
+"""One client session after TLS: startup, routing, authentication, wake, connecting to
+the compute, then relaying.  Shared by the TCP listeners and the WebSocket path.
+
+The pure pieces (``pq``, ``routing``, ``auth.scram``) decide; this module only moves
+messages between them, the client and the compute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from argon.errors import InvalidInput, NotFound
+from argon.pg.scram import ScramVerifier
+from argon.proxy import pq
+from argon.proxy.auth.scram import ScramServer, mechanisms
+from argon.proxy.backend import ComputeAddress
+from argon.proxy.errors import ErrorKind, ProxyError, auth_failed, protocol_error
+from argon.proxy.relay import Peer, PgSide
+from argon.proxy.routing import no_endpoint_error, route, split_password_form, split_pooler
+
+if TYPE_CHECKING:
+    from argon.proxy.server import ProxyServer
+
+logger = logging.getLogger(__name__)
+
+# Messages from the compute before ReadyForQuery (ParameterStatus, notices) are small.
+MAX_COMPUTE_STARTUP_MESSAGE = 1 << 20
+CONNECT_ATTEMPTS = 3
+
+
+class ClientChannel(Protocol):
+    closed: bool
+    bytes_in: int
+    done: asyncio.Future[None]
+
+    async def read_exact(self, n: int) -> bytes: ...
+
+    async def read_message(self, max_len: int) -> tuple[bytes, bytes]: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def start_relay(self, peer: Peer) -> None: ...
+
+    def as_peer(self) -> Peer: ...
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    peer: str
+    tls: bool
+    loopback: bool
+    sni: str | None = None
+    port_endpoint: tuple[str, bool] | None = None
+    host_endpoint: tuple[str, bool] | None = None
+    websocket: bool = False
+
+
+class Session:
+    def __init__(self, proxy: ProxyServer, client: ClientChannel, info: ClientInfo) -> None:
+        self.proxy = proxy
+        self.client = client
+        self.info = info
+        self.endpoint: str | None = None
+        self.compute: PgSide | None = None
+        self.outcome = "ok"
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        metrics = self.proxy.metrics
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.proxy.auth_timeout, self._auth_timeout)
+        try:
+            await self._run(timer)
+        except ProxyError as e:
+            self._fail(e)
+        except Exception:
+            logger.exception("proxy session from %s failed", self.info.peer)
+            self._fail(ProxyError(ErrorKind.COMPUTE, "internal proxy error", sqlstate="XX000"))
+        finally:
+            timer.cancel()
+            self.client.close()
+            if self.compute is not None:
+                self.compute.close()
+                metrics.bytes_to_clients += self.compute.bytes_in
+            metrics.bytes_from_clients += self.client.bytes_in
+            logger.info("session from %s endpoint=%s outcome=%s duration=%.3fs in=%d",
+                        self.info.peer, self.endpoint, self.outcome,
+                        time.monotonic() - started, self.client.bytes_in)
+
+    def _auth_timeout(self) -> None:
+        self.outcome = ErrorKind.TIMEOUT.value
+        self.proxy.metrics.errors[ErrorKind.TIMEOUT.value] += 1
+        self.client.write(pq.error_response(ProxyError(
+            ErrorKind.TIMEOUT, "canceling authentication due to timeout", sqlstate="08006")))
+        self.client.close()
+
+    def _fail(self, e: ProxyError) -> None:
+        self.outcome = e.kind.value
+        self.proxy.metrics.errors[e.kind.value] += 1
+        if e.kind is ErrorKind.CLIENT_DISCONNECT:
+            return
+        logger.info("session from %s refused (%s): %s", self.info.peer, e.kind,
+                    e.client_message)
+        if not self.client.closed:
+            self.client.write(pq.error_response(e))
+
+    async def _read_startup(self) -> pq.StartupMessage | None:
+        client = self.client
+        while True:
+            head = await client.read_exact(4)
+            length = pq.startup_length(head)
+            packet = pq.parse_startup(head + await client.read_exact(length - 4))
+            if isinstance(packet, pq.CancelRequest):
+                self.outcome = "cancel"
+                self.proxy.metrics.cancel_requests += 1
+                await self.proxy.cancels.cancel(packet.pid, packet.key)
+                return None
+            if isinstance(packet, pq.GssEncRequest):
+                client.write(b"N")
+                continue
+            if isinstance(packet, pq.SslRequest):
+                if self.info.tls or self.info.websocket:
+                    raise protocol_error("SSL request received on an encrypted connection")
+                client.write(b"N")   # TLS is off on this proxy; accept plaintext rules below
+                continue
+            return packet
+
+    async def _run(self, timer: asyncio.TimerHandle) -> None:
+        startup = await self._read_startup()
+        if startup is None:
+            return
+        info, client = self.info, self.client
+        if not (info.tls or info.websocket or (info.loopback and self.proxy.plaintext_loopback)):
+            raise ProxyError(ErrorKind.TLS, "connection requires TLS: connect with "
+                             "sslmode=require (plaintext is accepted from loopback only)",
+                             sqlstate="28000")
+        params = dict(startup.params)
+        unsupported = [k for k in params if k.startswith("_pq_.")]
+        if startup.version & 0xFFFF or unsupported:
+            client.write(pq.negotiate_protocol_version(0, unsupported))
+            for k in unsupported:
+                del params[k]
+        user = params.get("user")
+        if not user:
+            raise ProxyError(ErrorKind.PROTOCOL, "no PostgreSQL user name specified in "
+                             "startup packet", sqlstate="28000")
+        r = route(params, sni=info.sni, domain=self.proxy.domain,
+                  port_endpoint=info.port_endpoint, host_endpoint=info.host_endpoint)
+        endpoint, pooled = r.endpoint_id, r.pooled
+        if endpoint is None or info.websocket:
+            endpoint, pooled = await self._cleartext_auth(user, endpoint, pooled)
+        else:
+            await self._scram_auth(endpoint, user)
+        self.endpoint = endpoint
+        timer.cancel()
+        client.write(pq.auth(pq.AUTH_OK))
+        await self._connect_and_relay(endpoint, pooled, r.params)
+
+    async def _verifier(self, endpoint: str, user: str) -> ScramVerifier | None:
+        try:
+            secret = await self.proxy.backend.role_secret(endpoint, user)
+        except NotFound:
+            raise _endpoint_not_found(endpoint) from None
+        except ProxyError:
+            raise
+        except Exception as e:
+            logger.warning("role lookup for %s on %s failed: %s", user, endpoint, e)
+            raise ProxyError(ErrorKind.CONTROL_PLANE, "could not look up the role; try again",
+                             sqlstate="08006", retryable=True) from None
+        if secret is None:
+            return None
+        try:
+            return ScramVerifier.parse(secret)
+        except InvalidInput:
+            return None   # e.g. an md5 secret: the role cannot log in through the proxy
+
+    async def _scram_auth(self, endpoint: str, user: str) -> None:
+        client = self.client
+        verifier = await self._verifier(endpoint, user)
+        cb = self.proxy.channel_binding if self.info.tls else None
+        server = ScramServer(user, verifier, cb)
+        client.write(pq.auth_sasl(mechanisms(cb)))
+        kind, body = await client.read_message(pq.MAX_AUTH_MESSAGE_LEN)
+        if kind != b"p":
+            raise protocol_error(f"expected SASL response, got message type {kind!r}")
+        mech, data = pq.parse_sasl_initial(body)
+        client.write(pq.auth(pq.AUTH_SASL_CONTINUE, server.client_first(mech, data)))
+        kind, body = await client.read_message(pq.MAX_AUTH_MESSAGE_LEN)
+        if kind != b"p":
+            raise protocol_error(f"expected SASL response, got message type {kind!r}")
+        client.write(pq.auth(pq.AUTH_SASL_FINAL, server.client_final(body)))
+
+    async def _cleartext_auth(self, user: str, endpoint: str | None,
+                              pooled: bool) -> tuple[str, bool]:
+        """Cleartext password: on the WebSocket path, and over TLS for the password form."""
+        if endpoint is None and not (self.info.tls or self.info.websocket):
+            raise no_endpoint_error(self.proxy.domain)
+        self.client.write(pq.auth(pq.AUTH_CLEARTEXT))
+        kind, body = await self.client.read_message(pq.MAX_AUTH_MESSAGE_LEN)
+        if kind != b"p":
+            raise protocol_error(f"expected password response, got message type {kind!r}")
+        password = pq.parse_password(body)
+        form = split_password_form(password)
+        if form is not None:
+            named, password = form
+            named_id, named_pooled = split_pooler(named)
+            if endpoint is not None and named_id != endpoint:
+                raise ProxyError(ErrorKind.ROUTING, "the endpoint ID in the password does not "
+                                 "match the host name or options", sqlstate="08004")
+            endpoint, pooled = named_id, pooled or named_pooled
+        if endpoint is None:
+            raise no_endpoint_error(self.proxy.domain)
+        verifier = await self._verifier(endpoint, user)
+        ok = verifier is not None and await asyncio.to_thread(verifier.verify_password, password)
+        if not ok:
+            raise auth_failed(user)
+        return endpoint, pooled
+
+    async def _wake(self, endpoint: str, pooled: bool) -> ComputeAddress:
+        self.proxy.metrics.wakes += 1
+        try:
+            return await self.proxy.backend.wake(endpoint, pooled=pooled)
+        except NotFound:
+            raise _endpoint_not_found(endpoint) from None
+        except ProxyError:
+            raise
+        except Exception as e:
+            logger.warning("waking endpoint %s failed: %s", endpoint, e)
+            raise ProxyError(ErrorKind.CONTROL_PLANE, f"could not start endpoint {endpoint}: "
+                             f"{getattr(e, 'message', 'internal error')}", sqlstate="08006",
+                             retryable=True) from None
+
+    async def _connect(self, endpoint: str, pooled: bool) -> tuple[PgSide, ComputeAddress]:
+        loop = asyncio.get_running_loop()
+        last: OSError | None = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            address = await self._wake(endpoint, pooled)
+            try:
+                _, side = await loop.create_unix_connection(lambda: PgSide("compute"),
+                                                            address.path)
+                return side, address
+            except OSError as e:   # suspended between wake and connect: wake again
+                last = e
+                await asyncio.sleep(0.05 * (attempt + 1))
+        logger.warning("cannot connect to endpoint %s: %s", endpoint, last)
+        raise ProxyError(ErrorKind.COMPUTE, f"could not connect to endpoint {endpoint}; try "
+                         "again", sqlstate="08006", retryable=True)
+
+    async def _connect_and_relay(self, endpoint: str, pooled: bool,
+                                 params: dict[str, str]) -> None:
+        client, proxy = self.client, self.proxy
+        compute, address = await self._connect(endpoint, pooled)
+        self.compute = compute
+        compute.write(pq.startup_message(params))
+        out = bytearray()
+        proxy_key: tuple[int, bytes] | None = None
+        try:
+            while True:
+                kind, body = await compute.read_message(MAX_COMPUTE_STARTUP_MESSAGE)
+                if kind == b"R":
+                    if pq.int32(body) != pq.AUTH_OK:
+                        raise ProxyError(ErrorKind.COMPUTE, "the compute asked for a password;"
+                                         " it must trust the proxy's socket", sqlstate="08006")
+                    continue
+                if kind == b"K":
+                    proxy_key = proxy.cancels.register(address, pq.int32(body), body[4:])
+                    out += pq.backend_key_data(*proxy_key)
+                    continue
+                out += pq.message(kind, body)
+                if kind == b"E":   # e.g. database does not exist: Postgres' own error
+                    client.write(bytes(out))
+                    self.outcome = "compute_error"
+                    return
+                if kind == b"Z":
+                    break
+            client.write(bytes(out))
+            proxy.backend.session_started(endpoint)
+            try:
+                client.start_relay(compute.as_peer())
+                compute.start_relay(client.as_peer())
+                await asyncio.wait([client.done, compute.done],
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                proxy.backend.session_ended(endpoint)
+        finally:
+            if proxy_key is not None:
+                proxy.cancels.unregister(*proxy_key)
+
+
+def _endpoint_not_found(endpoint: str) -> ProxyError:
+    return ProxyError(ErrorKind.NOT_FOUND, f'endpoint "{endpoint}" does not exist; check the '
+                      "endpoint ID in the host name, options or password",
+                      sqlstate="08004")

@@ -1,0 +1,253 @@
+"""``Storage``: timelines on disk (layout, lifecycle, repair).
+
+Layout under the root::
+
+    <root>/<timeline_id>/manifest.json   id, parent, branch point, state, driver
+    <root>/<timeline_id>/pgdata/         the data directory (0700, the Postgres account)
+    <root>/<timeline_id>/wal/            this timeline's WAL archive (the Postgres account)
+
+Other rooms reach timelines only through this class, never by path arithmetic of their
+own, so that storage can later move WAL and snapshots to object storage.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from argon.errors import ArgonError, Conflict, InvalidInput, NotFound
+from argon.pg import OsUser
+from argon.storage.branching import CloneJob, branch_running, branch_stopped
+from argon.storage.conf import RecoveryTarget, StorageConf, write_storage_conf
+from argon.storage.drivers import CloneDriver
+from argon.storage.manifest import (
+    MANIFEST_NAME,
+    BranchPoint,
+    TimelineManifest,
+    TimelineState,
+    read_manifest,
+    write_manifest,
+)
+from argon.storage.repair import TRASH_PREFIX, plan_repair
+
+logger = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_MAX_ANCESTRY = 10_000
+
+
+class Storage:
+    def __init__(self, root: Path, driver: CloneDriver, owner: OsUser) -> None:
+        self.root = Path(root)
+        self.driver = driver
+        self.owner = owner
+        # 0755: the Postgres account must traverse to its data and archive directories.
+        self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
+
+    # -- paths ---------------------------------------------------------------------
+    def _dir(self, timeline_id: str) -> Path:
+        if not _ID_RE.match(timeline_id):
+            raise InvalidInput(f"invalid timeline id {timeline_id!r}: use letters, digits, "
+                               "'-' and '_' (at most 100 characters)")
+        return self.root / timeline_id
+
+    def pgdata(self, timeline_id: str) -> Path:
+        return self._dir(timeline_id) / "pgdata"
+
+    def archive_dir(self, timeline_id: str) -> Path:
+        return self._dir(timeline_id) / "wal"
+
+    def exists(self, timeline_id: str) -> bool:
+        return (self._dir(timeline_id) / MANIFEST_NAME).is_file()
+
+    def manifest(self, timeline_id: str) -> TimelineManifest:
+        tdir = self._dir(timeline_id)
+        if not (tdir / MANIFEST_NAME).is_file():
+            raise NotFound(f"timeline {timeline_id} does not exist in {self.root}")
+        return read_manifest(tdir)
+
+    # -- creation ------------------------------------------------------------------
+    def init_timeline(self, timeline_id: str, initdb: Callable[[Path], None]) -> None:
+        """A root timeline: ``initdb(pgdata)`` fills the empty data directory."""
+        tdir = self._begin(timeline_id, parent_id=None)
+        try:
+            pgdata = self._make_owned_dir(tdir / "pgdata")
+            initdb(pgdata)
+            write_storage_conf(pgdata, self._conf(timeline_id, None), self.owner)
+            manifest = self.manifest(timeline_id)
+            write_manifest(tdir, manifest.with_state(TimelineState.READY))
+        except Exception:
+            self._remove(tdir)
+            raise
+        logger.info("created root timeline %s", timeline_id)
+
+    def branch_timeline(self, child_id: str, parent_id: str,
+                        running_parent: Callable[[], psycopg.Connection] | None
+                        ) -> BranchPoint:
+        """A child of ``parent_id`` that starts on its own new Postgres timeline.
+
+        ``running_parent`` returns a superuser autocommit connection to the running
+        parent (backup API), or is None when the parent's Postgres is stopped.
+        """
+        parent = self.manifest(parent_id)
+        if parent.state is not TimelineState.READY:
+            raise Conflict(f"timeline {parent_id} is still being created; retry when ready")
+        tdir = self._begin(child_id, parent_id=parent_id)
+        try:
+            job = CloneJob(
+                src=self.pgdata(parent_id), dst=tdir / "pgdata",
+                wal_sources=(self.pgdata(parent_id) / "pg_wal",
+                             *self._restore_dirs(parent_id)),
+                driver=self.driver, owner=self.owner,
+            )
+            if running_parent is not None:
+                prepared = branch_running(job, f"argon branch {child_id}", running_parent)
+            else:
+                prepared = branch_stopped(job, parent.branch_point)
+            point = prepared.point
+            pgdata = tdir / "pgdata"
+            conf = self._conf(child_id, prepared.target)
+            if prepared.own_archive_only:
+                conf = replace(conf, restore_dirs=conf.restore_dirs[:1])
+            write_storage_conf(pgdata, conf, self.owner)
+            (pgdata / "recovery.signal").touch(mode=0o600)
+            self.owner.chown(pgdata / "recovery.signal")
+            _syncfs(tdir)
+            manifest = self.manifest(child_id)
+            write_manifest(tdir, TimelineManifest(
+                id=child_id, parent_id=parent_id, branch_point=point,
+                state=TimelineState.READY, driver=self.driver.name,
+                created_at=manifest.created_at, recovery_pending=True,
+            ))
+        except Exception:
+            self._remove(tdir)
+            raise
+        logger.info("branched timeline %s from %s at %s (pg timeline %d, %s)", child_id,
+                    parent_id, point.lsn, point.pg_timeline,
+                    "running" if running_parent else "stopped")
+        return point
+
+    def recovery_finished(self, timeline_id: str) -> None:
+        """Drop the one-shot recovery target after the branch's first successful start."""
+        manifest = self.manifest(timeline_id)
+        write_storage_conf(self.pgdata(timeline_id), self._conf(timeline_id, None), self.owner)
+        if manifest.recovery_pending:
+            write_manifest(self._dir(timeline_id),
+                           replace(manifest, recovery_pending=False))
+
+    # -- removal and accounting ----------------------------------------------------
+    def delete_timeline(self, timeline_id: str) -> None:
+        """Remove a timeline; deleting one that is gone is not an error."""
+        tdir = self._dir(timeline_id)
+        if not tdir.exists():
+            return
+        self._remove(tdir)
+        logger.info("deleted timeline %s", timeline_id)
+
+    def size_bytes(self, timeline_id: str) -> int:
+        """Bytes allocated on disk by the timeline's data and archive (shared extents
+        of reflinked files count for every timeline that holds them)."""
+        if not self.exists(timeline_id):
+            raise NotFound(f"timeline {timeline_id} does not exist in {self.root}")
+        total = 0
+        for top in (self.pgdata(timeline_id), self.archive_dir(timeline_id)):
+            for dirpath, dirnames, filenames in os.walk(top):
+                for name in [*dirnames, *filenames]:
+                    try:
+                        total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                    except FileNotFoundError:
+                        continue
+        return total
+
+    def repair(self, known_ids: set[str]) -> list[str]:
+        """At start-up: remove half-made, unreadable and unknown timeline directories."""
+        found: dict[str, TimelineState | None] = {}
+        for entry in os.scandir(self.root):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                found[entry.name] = read_manifest(Path(entry.path)).state
+            except (ArgonError, OSError):
+                found[entry.name] = None
+        sentences = []
+        for action in plan_repair(found, known_ids):
+            shutil.rmtree(self.root / action.name, ignore_errors=True)
+            logger.warning("storage repair: %s", action.sentence)
+            sentences.append(action.sentence)
+        return sentences
+
+    # -- internals -----------------------------------------------------------------
+    def _begin(self, timeline_id: str, parent_id: str | None) -> Path:
+        tdir = self._dir(timeline_id)
+        try:
+            tdir.mkdir(mode=0o755)
+        except FileExistsError:
+            raise Conflict(f"timeline {timeline_id} already exists") from None
+        os.chmod(tdir, 0o755)
+        write_manifest(tdir, TimelineManifest(
+            id=timeline_id, parent_id=parent_id, branch_point=None,
+            state=TimelineState.CREATING, driver=self.driver.name,
+            created_at=datetime.now(UTC),
+        ))
+        self._make_owned_dir(tdir / "wal")
+        return tdir
+
+    def _make_owned_dir(self, path: Path) -> Path:
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)
+        self.owner.chown(path)
+        return path
+
+    def _ancestors(self, timeline_id: str) -> list[str]:
+        chain: list[str] = []
+        current = self.manifest(timeline_id).parent_id
+        while current is not None and len(chain) < _MAX_ANCESTRY:
+            if current in chain or not self.exists(current):
+                break
+            chain.append(current)
+            current = self.manifest(current).parent_id
+        return chain
+
+    def _restore_dirs(self, timeline_id: str) -> tuple[Path, ...]:
+        return tuple(self.archive_dir(t) for t in [timeline_id, *self._ancestors(timeline_id)])
+
+    def _conf(self, timeline_id: str, target: RecoveryTarget | None) -> StorageConf:
+        return StorageConf(self.archive_dir(timeline_id), self._restore_dirs(timeline_id),
+                           target)
+
+    def _remove(self, tdir: Path) -> None:
+        # Rename first: a half-deleted directory must never look like a timeline.
+        trash = self.root / f"{TRASH_PREFIX}{tdir.name}.{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(tdir, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the filesystem holding ``path`` (one call instead of an fsync per file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc().syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs({path}) failed: {os.strerror(err)}")
+    finally:
+        os.close(fd)

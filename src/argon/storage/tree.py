@@ -1,0 +1,160 @@
+"""Cloning a data directory: what a base backup keeps, and the walk that clones it.
+
+``clone_action`` is the pure rule (tested on its own); ``clone_tree`` applies it with a
+clone driver, keeping modes and handing every entry to the Postgres account.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon.errors import InvalidInput, Unavailable
+from argon.pg import OsUser
+from argon.storage.drivers import CloneDriver
+
+logger = logging.getLogger(__name__)
+
+
+class Action(enum.Enum):
+    COPY = "copy"     # clone the file / create the directory and descend
+    EMPTY = "empty"   # create the directory, leave it empty
+    SKIP = "skip"     # leave out entirely
+
+
+# Top-level files a base backup leaves out, plus the ones storage writes itself for a
+# branch (its own config and recovery signals).
+EXCLUDED_TOP_FILES = frozenset({
+    "postmaster.pid", "postmaster.opts", "backup_label", "backup_label.old",
+    "tablespace_map", "tablespace_map.old", "current_logfiles", "current_logfiles.tmp",
+    "postgresql.auto.conf.tmp", "recovery.signal", "standby.signal",
+    "argon.storage.conf", "argon.storage.conf.tmp",
+})
+# Top-level directories whose contents are runtime state, rebuilt at start.
+EMPTIED_TOP_DIRS = frozenset({
+    "pg_dynshmem", "pg_notify", "pg_replslot", "pg_serial", "pg_snapshots",
+    "pg_stat_tmp", "pg_subtrans",
+})
+WAL_DIR = "pg_wal"
+
+
+@dataclass(frozen=True)
+class CloneRules:
+    """What to leave out of a clone.
+
+    ``log_dirs``: relative log directories whose contents are dropped.  ``keep_wal``:
+    copy pg_wal's files too (a branch that never started still needs the WAL segments
+    storage put there); otherwise pg_wal keeps only its subdirectories, and the needed
+    segments are added separately.  ``keep_backup_files``: keep backup_label and
+    tablespace_map (same case).
+    """
+
+    log_dirs: frozenset[str] = frozenset({"log"})
+    keep_wal: bool = False
+    keep_backup_files: bool = False
+
+
+def clone_action(rel: tuple[str, ...], is_dir: bool, rules: CloneRules) -> Action:
+    """What to do with the entry at relative path ``rel`` (a tuple of parts)."""
+    name = rel[-1]
+    if name.startswith("pgsql_tmp") or (not is_dir and name.startswith("pg_internal.init")):
+        return Action.SKIP
+    top = rel[0]
+    if len(rel) == 1:
+        if is_dir:
+            if top in EMPTIED_TOP_DIRS or top in rules.log_dirs:
+                return Action.EMPTY
+            return Action.COPY
+        if rules.keep_backup_files and name in ("backup_label", "tablespace_map"):
+            return Action.COPY
+        return Action.SKIP if name in EXCLUDED_TOP_FILES else Action.COPY
+    if top == WAL_DIR and not rules.keep_wal:
+        # Keep pg_wal's subdirectories (archive_status, summaries) but none of the WAL.
+        return Action.EMPTY if (is_dir and len(rel) == 2) else Action.SKIP
+    return Action.COPY
+
+
+@dataclass
+class CloneStats:
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0
+
+
+def clone_tree(src: Path, dst: Path, driver: CloneDriver, owner: OsUser,
+               rules: CloneRules) -> CloneStats:
+    """Clone data directory ``src`` into ``dst`` (which must not exist yet).
+
+    Files that vanish during the walk (a running cluster dropping a relation) are
+    skipped, as a base backup does; the backup's WAL replay recreates the right state.
+    """
+    chown = os.geteuid() == 0 and owner.uid != 0
+    st = os.stat(src)
+    os.mkdir(dst, stat.S_IMODE(st.st_mode))
+    os.chmod(dst, stat.S_IMODE(st.st_mode))
+    if chown:
+        os.chown(dst, owner.uid, owner.gid)
+    stats = CloneStats(dirs=1)
+    _clone_dir(src, dst, (), driver, owner if chown else None, rules, stats)
+    return stats
+
+
+def _clone_dir(src: Path, dst: Path, rel: tuple[str, ...], driver: CloneDriver,
+               owner: OsUser | None, rules: CloneRules, stats: CloneStats) -> None:
+    try:
+        entries = list(os.scandir(src))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        child_rel = (*rel, entry.name)
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidInput(
+                f"the data directory has a symbolic link at {'/'.join(child_rel)} (a "
+                "tablespace or a relocated directory); branches support only the default "
+                "tablespace: move objects with ALTER ... SET TABLESPACE pg_default"
+            )
+        is_dir = stat.S_ISDIR(st.st_mode)
+        action = clone_action(child_rel, is_dir, rules)
+        if action is Action.SKIP:
+            continue
+        target = dst / entry.name
+        mode = stat.S_IMODE(st.st_mode)
+        if is_dir:
+            os.mkdir(target, mode)
+            os.chmod(target, mode)  # mkdir obeys umask
+            if owner is not None:
+                os.chown(target, owner.uid, owner.gid)
+            stats.dirs += 1
+            if action is Action.COPY:
+                _clone_dir(Path(entry.path), target, child_rel, driver, owner, rules, stats)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            logger.warning("skipping %s: not a regular file", entry.path)
+            continue
+        try:
+            driver.clone_file(Path(entry.path), target)
+        except FileNotFoundError:
+            if os.path.exists(entry.path):
+                raise
+            if os.path.exists(target):  # the source vanished mid-clone
+                os.unlink(target)
+            continue
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise Unavailable(f"no space left on the storage filesystem while "
+                                   f"cloning {entry.path}: free space and retry") from e
+            raise
+        os.chmod(target, mode)
+        if owner is not None:
+            os.chown(target, owner.uid, owner.gid)
+        stats.files += 1
+        stats.bytes += st.st_size

@@ -1,0 +1,44 @@
+"""API integration tests run against a real Argon (``argon_env``); each JSON answer is
+checked against Neon's schema when the npm package with the spec is installed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.compat.neon_spec import SPEC_PATH, neon_spec
+from tests.fixtures.argon_env import ArgonEnv
+
+Call = Callable[..., httpx.Response]
+
+
+@pytest.fixture
+def api(argon_env: ArgonEnv) -> Call:
+    """``api(method, path, **kw)`` on the real API; answers are contract-checked."""
+    spec = neon_spec() if SPEC_PATH.exists() else None
+
+    def call(method: str, path: str, **kw: Any) -> httpx.Response:
+        r = argon_env.api(method, path, **kw)
+        if spec is not None and "json" in r.headers.get("content-type", ""):
+            spec.validate(method, urlsplit(path).path, r.status_code, r.json())
+        return r
+
+    return call
+
+
+def wait_operations(api: Call, project_id: str, ops: list[dict[str, Any]]) -> None:
+    """Poll each operation until it settles, as Neon clients do."""
+    import time
+
+    for op in ops:
+        for _ in range(600):
+            status = api("GET", f"/projects/{project_id}/operations/{op['id']}").json()[
+                "operation"]["status"]
+            if status in ("finished", "skipped", "cancelled"):
+                break
+            assert status not in ("failed", "error"), op
+            time.sleep(0.1)

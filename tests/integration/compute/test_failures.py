@@ -1,0 +1,94 @@
+"""Crash recovery after kill -9, refused settings, and stop modes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from argon.compute import (ComputeManager, ComputeSpec, ComputeStartFailed,
+                           InvalidComputeSetting)
+from argon.errors import InvalidInput
+
+
+def test_kill9_then_start_keeps_committed_rows(make_compute_spec: Callable[..., ComputeSpec],
+                                               compute_manager: ComputeManager) -> None:
+    spec = make_compute_spec()
+    pid = compute_manager.start(spec).pid
+    with compute_manager.connect(spec) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 1000) g")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10   # SIGKILL is delivered asynchronously
+    while compute_manager.pid(spec) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fresh = ComputeManager(compute_manager.owner)   # Argon restarted too
+    assert fresh.pid(spec) is None
+    new = fresh.start(spec)
+    assert new.pid != pid
+    with fresh.connect(spec) as conn:
+        assert conn.execute("SELECT count(*), max(v) FROM t").fetchone() == (1000, "row 999")
+    assert "automatic recovery" in spec.log_path.read_text() or \
+        "not properly shut down" in spec.log_path.read_text()
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"work_mem": "lots"}, 'invalid value for parameter "work_mem"'),
+    ({"no_such_setting": "1"}, 'unrecognized configuration parameter "no_such_setting"'),
+])
+def test_bad_setting_gives_postgres_message(settings: dict[str, str], message: str,
+                                            make_compute_spec: Callable[..., ComputeSpec],
+                                            compute_manager: ComputeManager) -> None:
+    spec = make_compute_spec(pg_settings=settings)
+    with pytest.raises(InvalidComputeSetting) as info:
+        compute_manager.start(spec)
+    assert message in str(info.value)
+    assert "pg_settings" in str(info.value)
+    assert compute_manager.pid(spec) is None
+
+
+def test_managed_setting_is_refused_before_start(make_compute_spec: Callable[..., ComputeSpec],
+                                                 compute_manager: ComputeManager) -> None:
+    spec = make_compute_spec(pg_settings={"listen_addresses": "*"})
+    with pytest.raises(InvalidInput, match="managed by Argon"):
+        compute_manager.start(spec)
+    assert not spec.log_path.exists()
+
+
+def test_wrong_major_version_is_refused(make_compute_spec: Callable[..., ComputeSpec],
+                                        compute_manager: ComputeManager) -> None:
+    spec15 = make_compute_spec(15)
+    spec18 = make_compute_spec(18)
+    wrong = ComputeSpec(spec15.endpoint_id, spec15.pgdata, spec18.install, spec15.port,
+                        spec15.socket_dir, spec15.log_path)
+    with pytest.raises(InvalidInput, match="PostgreSQL 15"):
+        compute_manager.start(wrong)
+
+
+def test_exit_at_start_reports_log_tail(make_compute_spec: Callable[..., ComputeSpec],
+                                        compute_manager: ComputeManager) -> None:
+    spec = make_compute_spec()
+    (spec.pgdata / "global" / "pg_control").write_bytes(b"garbage")
+    with pytest.raises(ComputeStartFailed) as info:
+        compute_manager.start(spec)
+    assert "exited with code" in str(info.value)
+    assert "pg_control" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["smart", "fast", "immediate"])
+def test_stop_modes(mode: str, make_compute_spec: Callable[..., ComputeSpec],
+                    compute_manager: ComputeManager) -> None:
+    spec = make_compute_spec()
+    compute_manager.start(spec)
+    compute_manager.stop(spec, mode)
+    assert compute_manager.pid(spec) is None
+    assert compute_manager.start(spec).pid == compute_manager.pid(spec)
+
+
+def test_unknown_stop_mode(make_compute_spec: Callable[..., ComputeSpec],
+                           compute_manager: ComputeManager) -> None:
+    with pytest.raises(InvalidInput, match="smart, fast, immediate"):
+        compute_manager.stop(make_compute_spec(), "gentle")

@@ -1,0 +1,103 @@
+"""PgBouncer beside a compute: start, queries in transaction mode, re-adoption, stop."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from argon.compute import ComputeManager, ComputeSpec, PoolerManager, PoolerSpec, socket_dir_for
+from argon.errors import Unavailable
+from tests.fixtures.common import free_port
+from tests.fixtures.compute import remove_socket_dir
+
+pytestmark = pytest.mark.skipif(shutil.which("pgbouncer") is None and
+                                not Path("/usr/sbin/pgbouncer").exists(),
+                                reason="pgbouncer is not installed (apt-get install pgbouncer)")
+
+
+@pytest.fixture
+def pooled(make_compute_spec: Callable[..., ComputeSpec], compute_manager: ComputeManager,
+           argon_tmp: Path) -> Iterator[tuple[PoolerManager, PoolerSpec]]:
+    compute = make_compute_spec()
+    compute_manager.start(compute)
+    with compute_manager.connect(compute) as conn:
+        conn.execute("CREATE ROLE alice LOGIN PASSWORD 'unused-here'")
+        conn.execute("CREATE TABLE items (id int)")
+        conn.execute("GRANT ALL ON items TO alice")
+    spec = PoolerSpec(compute.endpoint_id, compute, free_port(),
+                      socket_dir_for(argon_tmp, compute.endpoint_id + "-pooler"),
+                      argon_tmp / "pgbouncer" / compute.endpoint_id, pool_size=2)
+    mgr = PoolerManager(compute_manager.owner)
+    yield mgr, spec
+    mgr.stop(spec)
+    remove_socket_dir(spec.socket_dir)
+
+
+def _client(spec: PoolerSpec, user: str) -> psycopg.Connection:
+    return psycopg.connect(host=str(spec.socket_dir), port=spec.port, user=user,
+                           dbname="postgres", autocommit=True)
+
+
+def test_query_through_pgbouncer_in_transaction_mode(
+        pooled: tuple[PoolerManager, PoolerSpec]) -> None:
+    mgr, spec = pooled
+    pid = mgr.start(spec)
+    assert mgr.start(spec) == pid                        # idempotent
+    assert PoolerManager(mgr.owner).pid(spec) == pid     # re-adopted after a restart
+    with _client(spec, "alice") as conn:                 # a role the pooler never listed
+        assert conn.execute("SELECT current_user").fetchone() == ("alice",)
+        with conn.transaction():
+            conn.execute("INSERT INTO items VALUES (1)")
+    # extended-protocol parameters and startup options clients send pass through
+    with psycopg.connect(host=str(spec.socket_dir), port=spec.port, user="alice",
+                         dbname="postgres", options="-c search_path=public") as conn:
+        assert conn.execute("SELECT count(*) FROM items WHERE id = %s", [1]).fetchone() == (1,)
+    with _client(spec, "cloud_admin") as admin:
+        admin.execute("SELECT 1")
+    admin_console = psycopg.connect(host=str(spec.socket_dir), port=spec.port,
+                                    user="cloud_admin", dbname="pgbouncer", autocommit=True)
+    with admin_console:
+        rows = admin_console.execute("SHOW CONFIG").fetchall()
+    config = {r[0]: r[1] for r in rows}
+    assert config["pool_mode"] == "transaction"
+    mgr.stop(spec)
+    assert mgr.pid(spec) is None
+    with pytest.raises(psycopg.OperationalError):
+        _client(spec, "alice")
+    mgr.stop(spec)  # idempotent
+
+
+def test_pooler_follows_compute_to_a_new_port(
+        pooled: tuple[PoolerManager, PoolerSpec], compute_manager: ComputeManager) -> None:
+    mgr, spec = pooled
+    pid = mgr.start(spec)
+    compute_manager.stop(spec.compute)
+    moved = ComputeSpec(**{**spec.compute.__dict__, "port": free_port()})
+    compute_manager.start(moved)
+    respec = PoolerSpec(spec.endpoint_id, moved, spec.port, spec.socket_dir, spec.workdir,
+                        pool_size=2)
+    assert mgr.start(respec) == pid       # reloaded, not restarted
+    with _client(respec, "alice") as conn:
+        assert conn.execute("SELECT current_setting('port')").fetchone() == (str(moved.port),)
+
+
+def test_missing_binary_is_reported(pg_user: object) -> None:
+    with pytest.raises(Unavailable, match="apt-get install pgbouncer"):
+        PoolerManager(pg_user, binary="/nonexistent/pgbouncer")  # type: ignore[arg-type]
+
+
+def test_port_zero_picks_or_keeps_the_port(pooled: tuple[PoolerManager, PoolerSpec]) -> None:
+    mgr, spec = pooled
+    auto = PoolerSpec(spec.endpoint_id, spec.compute, 0, spec.socket_dir, spec.workdir)
+    pid = mgr.start(auto)
+    port = mgr.port(auto)
+    assert port and mgr.start(auto) == pid and mgr.port(auto) == port
+    with psycopg.connect(host=str(spec.socket_dir), port=port, user="alice",
+                         dbname="postgres") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    mgr.stop(auto)
+    assert mgr.port(auto) is None
