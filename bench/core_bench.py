@@ -78,7 +78,8 @@ class Bench:
             rows, step = megabytes * 1_000_000 // ROW_BYTES, 200_000
             for start in range(0, rows, step):
                 conn.execute("INSERT INTO filler SELECT g, repeat(md5(g::text), 28) "
-                             "FROM generate_series(%s, %s) g", (start, min(rows, start + step) - 1))
+                             "FROM generate_series(%s::bigint, %s::bigint) g",
+                             (start, min(rows, start + step) - 1))
             conn.execute("CHECKPOINT")
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         print(f"  database size {size / 2**20:.0f} MiB", flush=True)

@@ -1,6 +1,6 @@
 """``argon start``: the platform in one process.
 
-One asyncio loop (uvloop) hosts the API and console (uvicorn), the proxy (Postgres
+One asyncio loop (uvloop) hosts the API (uvicorn), the proxy (Postgres
 wire protocol, /sql and WebSocket) and, on a thread, the reconciler.  The control
 services are synchronous and run in worker threads.  Ctrl-C or SIGTERM stops the proxy,
 the API and every compute, in that order.
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class StartupReport:
     api_url: str
-    console_url: str
+    docs_url: str
     pg_port: int
     http_port: int
     api_key: str
@@ -118,7 +118,7 @@ class Platform:
         s = self.settings
         return StartupReport(
             api_url=f"http://{s.listen_host}:{s.api_port}/api/v2",
-            console_url=f"http://{s.listen_host}:{s.api_port}/",
+            docs_url=f"http://{s.listen_host}:{s.api_port}/api/v2/docs",
             pg_port=s.pg_port, http_port=s.http_port, api_key=key,
             default_connection_uri=uri, clone_driver=services.ctx.storage.driver.name,
             repairs=repairs)

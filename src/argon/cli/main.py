@@ -52,7 +52,7 @@ def _client(home: Path, api_url: str | None, api_key: str | None) -> ApiClient:
 @app.command()
 def start(
     home: HomeOpt,
-    api_port: Annotated[int, typer.Option(help="Port of the API and console.")] = DEFAULT_API_PORT,
+    api_port: Annotated[int, typer.Option(help="Port of the API (and its docs).")] = DEFAULT_API_PORT,
     pg_port: Annotated[int, typer.Option(help="Postgres port of the proxy.")] = DEFAULT_PG_PORT,
     http_port: Annotated[int, typer.Option(help="Port for /sql and WebSocket.")] = DEFAULT_HTTP_PORT,
     listen_host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -87,7 +87,7 @@ def start(
     def ready() -> None:
         console.print(f"[bold green]Argon is running[/bold green] (home {home})")
         console.print(f"  API          {report.api_url}")
-        console.print(f"  console      {report.console_url}")
+        console.print(f"  API docs     {report.docs_url}")
         console.print(f"  Postgres     127.0.0.1:{report.pg_port} (proxy)")
         console.print(f"  SQL over HTTP / WebSocket  http://127.0.0.1:{report.http_port}/sql")
         console.print(f"  clone driver {report.clone_driver}")
@@ -131,7 +131,7 @@ def status(home: HomeOpt, as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
         print(json.dumps(data, indent=2))
         return
     console.print(f"[bold green]running[/bold green]  home {data['home']}")
-    for k in ("api_url", "console_url", "postgres_port", "http_port", "domain", "clone_driver",
+    for k in ("api_url", "docs_url", "postgres_port", "http_port", "domain", "clone_driver",
               "api_key"):
         console.print(f"  {k:<14}{data.get(k)}")
     for inst in data["postgres"]:

@@ -44,7 +44,7 @@ class PlatformService:
             "version": __version__,
             "home": str(s.home),
             "api_url": f"http://{s.listen_host}:{s.api_port}/api/v2",
-            "console_url": f"http://{s.listen_host}:{s.api_port}/",
+            "docs_url": f"http://{s.listen_host}:{s.api_port}/api/v2/docs",
             "postgres_port": s.pg_port,
             "http_port": s.http_port,
             "domain": s.domain,

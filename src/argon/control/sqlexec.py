@@ -19,7 +19,8 @@ SYSTEM_ROLES = frozenset({"cloud_admin", SUPERUSER_GROUP})
 def bootstrap(conn: psycopg.Connection, pg_major: int, owner: str, verifier: str,
               database: str) -> None:
     """Neon's layout: a neon_superuser group, the owner role in it, the default database."""
-    grants = ["pg_read_all_data", "pg_write_all_data", "pg_monitor", "pg_signal_backend"]
+    grants = ["pg_read_all_data", "pg_write_all_data", "pg_monitor", "pg_signal_backend",
+              "pg_checkpoint"]  # pg_checkpoint exists from 15, our oldest supported major
     if pg_major >= 16:
         grants.append("pg_create_subscription")
     conn.execute(sql.SQL(
