@@ -103,7 +103,10 @@ class Bench:
     def added_storage(self) -> tuple[int, int]:
         """Disk added by a branch alone, and by the branch once its compute has started."""
         timelines = self.env.home / "timelines"
+        # a quiet filesystem: the parent is stopped, so its own writes do not count
+        self.env.api("POST", f"/projects/{self.pid}/endpoints/{self.main_ep}/suspend")
         os.sync()
+        time.sleep(1)
         before = used_bytes(timelines)
         r = self.env.api("POST", f"/projects/{self.pid}/branches",
                          json={"branch": {"name": f"s{self.n}"}})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from argon.control.proxy_backend import ControlProxyBackend
@@ -76,19 +77,7 @@ class Gateway:
     # -- SQL over HTTP and WebSocket -----------------------------------------------------
 
     async def endpoint_for(self, host: str | None, port: int | None, options: str | None) -> str:
-        if options and (m := _OPTIONS_ENDPOINT.search(options)):
-            return m.group(1)
-        if host:
-            label = host.split(".", 1)[0]
-            if (m := _ENDPOINT_LABEL.match(label)) and "." in host:
-                return m.group(1)
-        if port is not None and (route := self.backend.endpoint_for_port(port)):
-            return route[0]
-        if host and (m := _ENDPOINT_LABEL.match(host.split(".", 1)[0])):
-            return m.group(1)
-        raise InvalidInput("cannot tell which endpoint this connection string is for: use "
-                           "the host Argon printed (127.0.0.1:<endpoint port> or "
-                           "ep-....<domain>) or add options=endpoint%3Dep-...")
+        return sql_endpoint(host, port, options, self.backend.endpoint_for_port)
 
     async def _wake_sql(self, endpoint_id: str) -> tuple[str, int]:
         try:
@@ -131,6 +120,20 @@ class Gateway:
         if self._sql is not None:
             await self._sql.aclose()
         await self.proxy.stop()
+
+
+def sql_endpoint(host: str | None, port: int | None, options: str | None,
+                 port_route: Callable[[int], tuple[str, bool] | None]) -> str:
+    """Which endpoint a /sql connection string names: options, then host label, then port."""
+    if options and (m := _OPTIONS_ENDPOINT.search(options)):
+        return m.group(1)
+    if host and (m := _ENDPOINT_LABEL.match(host.split(".", 1)[0])):
+        return m.group(1)
+    if port is not None and (route := port_route(port)):
+        return route[0]
+    raise InvalidInput("cannot tell which endpoint this connection string is for: use "
+                       "the host Argon printed (127.0.0.1:<endpoint port> or "
+                       "ep-....<domain>) or add options=endpoint%3Dep-...")
 
 
 async def start_gateway(services: Services, settings: Settings) -> Gateway:

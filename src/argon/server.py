@@ -130,8 +130,12 @@ class Platform:
 
         from argon.api.routes.argon_ext import router as argon_router  # noqa: PLC0415
 
+        from argon.metrics import metrics_endpoint  # noqa: PLC0415
+
         app = create_app(services)
         app.include_router(argon_router, prefix="/api/v2")
+        app.add_route("/metrics", metrics_endpoint(services, self._proxy_metrics),
+                      methods=["GET"], include_in_schema=False)
         config = uvicorn.Config(app, host=self.settings.listen_host, port=self.settings.api_port,
                                 log_level="warning", lifespan="on", loop="none")
         api = uvicorn.Server(config)
@@ -157,6 +161,11 @@ class Platform:
             await self._proxy.stop()
         api.should_exit = True
         await api_task
+
+    def _proxy_metrics(self) -> dict[str, Any] | None:
+        if self._proxy is None:
+            return None
+        return self._proxy.proxy.metrics.snapshot()  # type: ignore[no-any-return]
 
     def _write_state(self) -> None:
         s = self.settings

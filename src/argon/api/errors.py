@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from argon.errors import ArgonError
+from argon.logs import request_id
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class RequestIdMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = given if _SAFE_REQUEST_ID.match(given) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = rid
+        request_id.set(rid)  # every log line of this request (threads included) carries it
         started = False
 
         async def send_with_id(message: Message) -> None:

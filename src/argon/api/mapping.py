@@ -278,6 +278,12 @@ def branch_create(body: wb.BranchCreateRequest | None) -> r.BranchCreate:
     )
 
 
+def branch_restore(body: wb.BranchRestoreRequest) -> r.BranchRestore:
+    return r.BranchRestore(source_branch_id=body.source_branch_id, source_lsn=body.source_lsn,
+                           source_timestamp=body.source_timestamp,
+                           preserve_under_name=body.preserve_under_name or None)
+
+
 def branch_update(body: wb.BranchUpdateRequest) -> r.BranchUpdate:
     b = body.branch
     clear = "expires_at" in b.model_fields_set and b.expires_at is None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 import os
 import shutil
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -200,10 +202,39 @@ def branches_list(home: HomeOpt, project_id: ProjectOpt = None, as_json: JsonOpt
          ["id", "name", "default", "current_state", "parent_id", "parent_lsn", "created_at"])
 
 
+def split_point(text: str) -> tuple[str, dict[str, str]]:
+    """neonctl's ``branch@point``: ``main@0/1A2B3C`` (LSN) or ``main@2026-11-25T10:00:00Z``
+    (timestamp); returns the branch and ``{"lsn": ...}`` / ``{"timestamp": ...}`` / {}."""
+    ref, sep, point = text.rpartition("@")
+    if not sep:
+        return text, {}
+    if not ref or not point:
+        fail(f"{text!r}: use branch@<lsn> or branch@<timestamp>, e.g. main@0/1A2B3C or "
+             "main@2026-11-25T10:00:00Z")
+    if re.fullmatch(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}", point):
+        return ref, {"lsn": point.upper()}
+    try:
+        when = datetime.fromisoformat(point.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{point!r} is neither an LSN (0/1A2B3C) nor an ISO 8601 timestamp "
+             "(2026-11-25T10:00:00Z)")
+    if when.tzinfo is None:
+        fail(f"timestamp {point!r} has no time zone: add Z for UTC")
+    return ref, {"timestamp": point}
+
+
 @branches_app.command("create")
 def branches_create(home: HomeOpt, name: Annotated[str | None, typer.Option(help="Branch name.")] = None,
-                    parent: Annotated[str | None, typer.Option(help="Parent branch id or name.")] = None,
+                    parent: Annotated[str | None, typer.Option(help="Parent branch id or name, "
+                                      "optionally at a point: main@0/1A2B3C or "
+                                      "main@2026-11-25T10:00:00Z.")] = None,
                     no_compute: Annotated[bool, typer.Option(help="Do not add an endpoint.")] = False,
+                    schema_only: Annotated[bool, typer.Option(help="Copy the parent's schema "
+                                           "without its rows.")] = False,
+                    expires_at: Annotated[str | None, typer.Option(help="Delete the branch at "
+                                          "this time (ISO 8601 with time zone).")] = None,
+                    protected: Annotated[bool, typer.Option(help="Refuse delete, reset and "
+                                         "restore.")] = False,
                     project_id: ProjectOpt = None, as_json: JsonOpt = False,
                     api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
     """Create a branch (copy-on-write) with a read_write endpoint."""
@@ -213,7 +244,18 @@ def branches_create(home: HomeOpt, name: Annotated[str | None, typer.Option(help
     if name:
         branch["name"] = name
     if parent:
-        branch["parent_id"] = c.branch(pid, parent)["id"]
+        ref, point = split_point(parent)
+        branch["parent_id"] = c.branch(pid, ref)["id"]
+        if "lsn" in point:
+            branch["parent_lsn"] = point["lsn"]
+        if "timestamp" in point:
+            branch["parent_timestamp"] = point["timestamp"]
+    if schema_only:
+        branch["init_source"] = "schema-only"
+    if expires_at:
+        branch["expires_at"] = expires_at
+    if protected:
+        branch["protected"] = True
     body = {"branch": branch, "endpoints": [] if no_compute else [{"type": "read_write"}]}
     with console.status("creating branch..."):
         data = c.call("POST", f"/projects/{pid}/branches", json=body)
@@ -221,7 +263,8 @@ def branches_create(home: HomeOpt, name: Annotated[str | None, typer.Option(help
         emit(data, True)
         return
     b = data["branch"]
-    console.print(f"created branch {b['name']} ({b['id']}) at {b.get('parent_lsn')}")
+    at = b.get("parent_lsn") or b.get("parent_timestamp")
+    console.print(f"created branch {b['name']} ({b['id']}) at {at}")
     for uri in data.get("connection_uris", []):
         console.print(f"  {uri['connection_uri']}")
 
@@ -260,6 +303,101 @@ def branches_set_default(branch: str, home: HomeOpt, project_id: ProjectOpt = No
     """Make a branch the project's default branch."""
     data = _branch_call("POST", "/set_as_default", branch, home, project_id, api_url, api_key)
     emit(data, True) if as_json else console.print(f"{branch} is now the default branch")
+
+
+PreserveOpt = Annotated[str | None, typer.Option("--preserve-under-name",
+                        help="Keep the current state as a branch of this name.")]
+
+
+def _restore(c: ApiClient, pid: str, target: str, source: str, point: dict[str, str],
+             preserve: str | None) -> Any:
+    bid = c.branch(pid, target)["id"]
+    body: dict[str, Any] = {"source_branch_id": c.branch(pid, source)["id"]}
+    if "lsn" in point:
+        body["source_lsn"] = point["lsn"]
+    if "timestamp" in point:
+        body["source_timestamp"] = point["timestamp"]
+    if preserve:
+        body["preserve_under_name"] = preserve
+    with console.status("restoring branch..."):
+        return c.call("POST", f"/projects/{pid}/branches/{bid}/restore", json=body)
+
+
+@branches_app.command("restore")
+def branches_restore(target: str, source: str, home: HomeOpt, preserve_under_name: PreserveOpt = None,
+                     project_id: ProjectOpt = None, as_json: JsonOpt = False,
+                     api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Restore TARGET to SOURCE's state: ``^self@<lsn|time>`` (its own past),
+    ``^parent``, or ``other-branch[@<lsn|time>]``.  Id, name and hosts stay."""
+    c = _client(home, api_url, api_key)
+    pid = _project(c, project_id)
+    ref, point = split_point(source)
+    if ref == "^self":
+        ref = target
+    elif ref == "^parent":
+        parent_id = c.branch(pid, target).get("parent_id")
+        if not parent_id:
+            fail(f"branch {target} has no parent")
+        ref = parent_id
+    data = _restore(c, pid, target, ref, point, preserve_under_name)
+    emit(data, True) if as_json else console.print(
+        f"restored {target} from {source}" +
+        (f"; old state kept as {preserve_under_name}" if preserve_under_name else ""))
+
+
+@branches_app.command("reset")
+def branches_reset(branch: str, home: HomeOpt,
+                   parent: Annotated[bool, typer.Option("--parent", help="Reset to the "
+                                     "parent's latest state (required).")] = False,
+                   preserve_under_name: PreserveOpt = None, project_id: ProjectOpt = None,
+                   as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
+                   api_key: ApiKeyOpt = None) -> None:
+    """Reset a branch to its parent's latest state (``--parent``), as neonctl does."""
+    if not parent:
+        fail("say where to reset from: --parent (the parent's latest state)")
+    c = _client(home, api_url, api_key)
+    pid = _project(c, project_id)
+    parent_id = c.branch(pid, branch).get("parent_id")
+    if not parent_id:
+        fail(f"branch {branch} has no parent to reset from")
+    data = _restore(c, pid, branch, parent_id, {}, preserve_under_name)
+    emit(data, True) if as_json else console.print(f"reset {branch} to its parent's head")
+
+
+@branches_app.command("schema-diff")
+def branches_schema_diff(home: HomeOpt,
+                         base: Annotated[str | None, typer.Argument(help="Base branch "
+                                         "(default: the compare branch's parent).")] = None,
+                         compare: Annotated[str | None, typer.Argument(help="Branch to compare, "
+                                            "optionally @<lsn|time> (default: the default "
+                                            "branch).")] = None,
+                         database: Annotated[str, typer.Option("--database", "--db",
+                                             help="Database name.")] = "neondb",
+                         project_id: ProjectOpt = None, as_json: JsonOpt = False,
+                         api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Print a unified diff of two branches' schemas (``pg_dump --schema-only``)."""
+    c = _client(home, api_url, api_key)
+    pid = _project(c, project_id)
+    base_ref, base_point = split_point(base) if base else (None, {})
+    if compare is None:
+        branches = c.call("GET", f"/projects/{pid}/branches")["branches"]
+        default = next((b for b in branches if b.get("default")), None)
+        if default is None:
+            fail("the project has no default branch; name the branch to compare")
+        compare = default["id"]
+    cmp_ref, cmp_point = split_point(compare)
+    bid = c.branch(pid, cmp_ref)["id"]
+    params: dict[str, str] = {"db_name": database}
+    if base_ref:
+        params["base_branch_id"] = c.branch(pid, base_ref)["id"]
+    params.update(cmp_point)
+    params.update({f"base_{k}": v for k, v in base_point.items()})
+    data = c.call("GET", f"/projects/{pid}/branches/{bid}/compare_schema", params=params)
+    if as_json:
+        emit(data, True)
+        return
+    sys.stdout.write(data.get("diff") or "")
+
 
 
 # -- endpoints ---------------------------------------------------------------------------

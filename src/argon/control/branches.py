@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import subprocess
+from datetime import datetime
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, delete, func, select, update
@@ -15,7 +15,10 @@ from argon.control.hosts import connection_uri
 from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
                                   Mutation, Operation, OperationAction, Page, Role)
 from argon.control.operations import OperationLog
-from argon.control.requests import BranchCreate, BranchUpdate, EndpointCreate
+from argon.control.requests import BranchCreate, BranchRestore, BranchUpdate, EndpointCreate
+from argon.control.restore import Restorer, ephemeral_at, schema_only
+from argon.control.schema_diff import SchemaDiff, branch_schema, compare_schema
+from argon.control.timetravel import EphemeralCompute, parse_point, shared_time_travel
 from argon.control.rows import branch_from_row, database_from_row, role_from_row
 from argon.control.runtime import EndpointRuntime
 from argon.errors import ArgonError, Conflict, InvalidInput, NotFound
@@ -44,6 +47,7 @@ class BranchService:
         self.runtime = runtime
         self.endpoints = endpoints
         self.sizes: dict[str, int] = {}  # timeline id -> bytes, refreshed by the reconciler
+        self.tt = shared_time_travel(ctx, runtime)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -96,12 +100,13 @@ class BranchService:
     # -- create --------------------------------------------------------------------------
 
     def create(self, project_id: str, req: BranchCreate) -> BranchCreated:
-        if req.parent_lsn is not None or req.parent_timestamp is not None:
-            raise InvalidInput("branching at a past point (parent_lsn / parent_timestamp) "
-                               "is not available yet in this Argon version")
-        if req.init_source not in (None, "parent-data"):
+        at = parse_point(req.parent_lsn, req.parent_timestamp)
+        init_source = req.init_source or "parent-data"
+        if init_source not in ("parent-data", "schema-only"):
             raise InvalidInput(f"init_source {req.init_source!r} is not supported; "
-                               "use 'parent-data'")
+                               "use 'parent-data' or 'schema-only'")
+        if req.expires_at is not None:
+            validation_expiry(req.expires_at, self.ctx.clock())
         branch_id, timeline = ids.branch_id(), ids.timeline_id()
         name = validation.name(req.name, "branch name") if req.name else branch_id
         now = self.ctx.clock()
@@ -124,13 +129,18 @@ class BranchService:
             conn.execute(t.branches.insert().values(
                 id=branch_id, project_id=project_id, timeline_id=timeline,
                 parent_id=parent.id, name=name, state=BranchState.INIT.value,
-                is_default=False, protected=bool(req.protected), init_source="parent-data",
+                is_default=False, protected=bool(req.protected), init_source=init_source,
                 expires_at=req.expires_at, created_at=now, updated_at=now))
             _copy_roles_and_databases(conn, parent.id, branch_id, now)
             op = self.oplog.begin(conn, project_id, OperationAction.CREATE_BRANCH,
                                   branch_id=branch_id)
         try:
-            point = self._clone(parent.timeline_id, timeline, parent_ep, parent.name)
+            if at is None:
+                point = self._clone(parent.timeline_id, timeline, parent_ep, parent.name)
+            else:
+                point = self.tt.branch_at(timeline, parent, parent_ep, at)
+            if init_source == "schema-only":
+                schema_only(self.tt, timeline, self._pg_version(project_id))
         except Exception as exc:
             self.oplog.fail(op, str(exc))
             self._forget(branch_id, timeline)
@@ -139,7 +149,8 @@ class BranchService:
             raise ArgonError(f"branch creation failed and was rolled back: {exc}") from exc
         with self.ctx.tx() as conn:
             conn.execute(update(t.branches).where(t.branches.c.id == branch_id).values(
-                state=BranchState.READY.value, parent_lsn=str(point.lsn),
+                state=BranchState.READY.value,
+                parent_lsn=str(point.lsn) if at is None or at.lsn is not None else None,
                 parent_timestamp=point.timestamp, updated_at=self.ctx.clock()))
         self.oplog.finish(op)
         logger.info("created branch %s (%s) from %s at %s", branch_id, name, parent.id, point.lsn)
@@ -207,6 +218,7 @@ class BranchService:
             if req.clear_expires_at:
                 values["expires_at"] = None
             elif req.expires_at is not None:
+                validation_expiry(req.expires_at, self.ctx.clock())
                 values["expires_at"] = req.expires_at
             if values:
                 conn.execute(update(t.branches).where(t.branches.c.id == row.id).values(
@@ -255,24 +267,50 @@ class BranchService:
             row = conn.execute(select(t.branches).where(t.branches.c.id == row.id)).one()
         return Mutation(self._model(row), [])
 
-    # -- schema --------------------------------------------------------------------------
+    # -- schema, restore, time travel (rules live in their own modules) -----------------
 
-    def schema(self, project_id: str, branch_id: str, db_name: str) -> str:
+    def _pg_version(self, project_id: str) -> int:
+        with self.ctx.tx() as conn:
+            v = conn.execute(select(t.projects.c.pg_version).where(
+                t.projects.c.id == project_id)).scalar()
+        if v is None:
+            raise NotFound(f"project {project_id!r} not found")
+        return int(v)
+
+    def schema(self, project_id: str, branch_id: str, db_name: str,
+               lsn: str | None = None, timestamp: datetime | None = None) -> str:
+        """``pg_dump --schema-only`` of a database, at the head or at a past point."""
+        return branch_schema(self, project_id, branch_id, db_name,
+                             parse_point(lsn, timestamp))
+
+    def compare_schema(self, project_id: str, branch_id: str, db_name: str,
+                       base_branch_id: str | None = None, lsn: str | None = None,
+                       timestamp: datetime | None = None, base_lsn: str | None = None,
+                       base_timestamp: datetime | None = None) -> SchemaDiff:
+        return compare_schema(self, project_id, branch_id, db_name, base_branch_id,
+                              parse_point(lsn, timestamp),
+                              parse_point(base_lsn, base_timestamp))
+
+    def restore(self, project_id: str, branch_id: str, req: BranchRestore) -> Mutation[Branch]:
+        return Restorer(self).restore(project_id, branch_id, req)
+
+    def reset_to_parent(self, project_id: str, branch_id: str,
+                        preserve_under_name: str | None = None) -> Mutation[Branch]:
         with self.ctx.tx() as conn:
             row = self.row(conn, project_id, branch_id)
-            if conn.execute(select(t.databases.c.id).where(
-                    t.databases.c.branch_id == row.id, t.databases.c.name == db_name)).first() is None:
-                raise NotFound(f"database {db_name!r} not found on branch {row.name}")
-        ep = self.endpoints.primary_endpoint_id(row.id)
-        running = self.runtime.ensure_running(ep)
-        install = self.runtime.spec(ep).install
-        out = subprocess.run(
-            [install.bin("pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
-             "-h", running.socket_dir, "-p", str(running.port), "-U", "cloud_admin", db_name],
-            capture_output=True, text=True, timeout=120, **self.ctx.owner.popen_kwargs())  # type: ignore[arg-type]
-        if out.returncode != 0:
-            raise ArgonError(f"pg_dump failed: {out.stderr.strip()}")
-        return out.stdout
+        if row.parent_id is None:
+            raise InvalidInput(f"branch {row.name} has no parent to reset from")
+        return self.restore(project_id, row.id, BranchRestore(
+            source_branch_id=row.parent_id, preserve_under_name=preserve_under_name))
+
+    def ephemeral_compute_at(self, branch_or_endpoint: str, lsn: str | None = None,
+                             timestamp: datetime | None = None) -> EphemeralCompute:
+        """A temporary read-only compute at a past point of a branch (by branch or
+        endpoint id), for time-travel queries; stop it with ``release_ephemeral``."""
+        return ephemeral_at(self, branch_or_endpoint, parse_point(lsn, timestamp))
+
+    def release_ephemeral(self, compute_id: str) -> bool:
+        return self.tt.release_ephemeral(compute_id)
 
 
 def _copy_roles_and_databases(conn: Connection, parent_id: str, child_id: str, now) -> None:  # type: ignore[no-untyped-def]
@@ -289,3 +327,11 @@ def _copy_roles_and_databases(conn: Connection, parent_id: str, child_id: str, n
 
 def _under(req: EndpointCreate, branch_id: str) -> EndpointCreate:
     return replace(req, branch_id=branch_id)
+
+
+def validation_expiry(expires_at: datetime, now: datetime) -> None:
+    if expires_at.tzinfo is None:
+        raise InvalidInput("expires_at needs a time zone (e.g. 2026-11-25T10:00:00Z)")
+    if expires_at <= now:
+        raise InvalidInput(f"expires_at {expires_at.isoformat()} is in the past; give a "
+                           "future time")

@@ -1,4 +1,5 @@
-"""The background loop: suspend idle computes, notice dead ones, refresh sizes.
+"""The background loop: suspend idle computes, notice dead ones, refresh sizes, and
+the history chores (expiry, samples, snapshots, GC; see ``history.py``).
 
 One tick looks at every active endpoint; a failure with one endpoint is logged in one
 sentence and never stops the loop (as Patroni's HA cycle survives a bad member).
@@ -13,6 +14,7 @@ import time
 from sqlalchemy import select, update
 
 from argon.control.context import ControlContext
+from argon.control.history import HistoryKeeper
 from argon.control.models import EndpointState
 from argon.control.runtime import EndpointRuntime
 from argon.meta import tables as t
@@ -31,6 +33,7 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_size_refresh = 0.0
+        self.history = HistoryKeeper(ctx, runtime)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="argon-reconciler", daemon=True)
@@ -57,6 +60,7 @@ class Reconciler:
                 self._check(row.id, row.suspend_timeout_seconds)
             except Exception as exc:  # noqa: BLE001
                 logger.warning("endpoint %s: check failed: %s", row.id, exc)
+        self.history.tick()
         if time.monotonic() - self._last_size_refresh > SIZE_REFRESH_SECONDS:
             self._refresh_sizes()
 

@@ -37,6 +37,16 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
             failures_count=t.operations.c.failures_count + 1))
     for op in ops:
         done.append(f"marked interrupted operation {op.action} {op.id} as failed")
+    # A restore interrupted before its metadata swap left the old state (its new
+    # timeline is unreferenced and removed below); after the swap the new one.
+    with ctx.tx() as conn:
+        resetting = conn.execute(select(t.branches.c.id, t.branches.c.name).where(
+            t.branches.c.state == BranchState.RESETTING.value)).all()
+        conn.execute(update(t.branches).where(
+            t.branches.c.state == BranchState.RESETTING.value).values(
+            state=BranchState.READY.value, updated_at=now))
+    for b in resetting:
+        done.append(f"branch {b.name} ({b.id}): an interrupted restore was rolled back")
     for b in half_branches:
         if b.parent_id is None:
             projects._destroy(b.project_id)  # noqa: SLF001 - repair is part of the service
@@ -56,6 +66,7 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
         state = EndpointState.ACTIVE.value if running else EndpointState.IDLE.value
         if running:
             runtime.touch(ep.id)
+            _adopt_port(ctx, runtime, ep.id)
         if state != ep.state:
             with ctx.tx() as conn:
                 conn.execute(update(t.endpoints).where(t.endpoints.c.id == ep.id)
@@ -65,3 +76,20 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
     for line in done:
         logger.info("repair: %s", line)
     return done
+
+
+def _adopt_port(ctx: ControlContext, runtime: EndpointRuntime, endpoint_id: str) -> None:
+    """A crash between a compute's spawn and its metadata update (e.g. a restore's
+    restart) leaves a running compute whose port the metadata does not know yet."""
+    spec = runtime.spec(endpoint_id)
+    try:
+        real = ctx.computes.start(spec).port   # returns the running process as it is
+    except Exception as exc:  # noqa: BLE001 - reported; the next wake retries
+        logger.warning("repair: could not read compute %s's port: %s", endpoint_id, exc)
+        return
+    if real != spec.port:
+        with ctx.tx() as conn:
+            conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id)
+                         .values(compute_port=real))
+        logger.info("repair: compute %s runs on port %d (metadata said %d)", endpoint_id,
+                    real, spec.port)

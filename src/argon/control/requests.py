@@ -85,6 +85,14 @@ class BranchUpdate:
 
 
 @dataclass(frozen=True)
+class BranchRestore:
+    source_branch_id: str                 # id or name; the branch itself = its own history
+    source_lsn: str | None = None
+    source_timestamp: datetime | None = None
+    preserve_under_name: str | None = None
+
+
+@dataclass(frozen=True)
 class DatabaseCreate:
     name: str
     owner_name: str

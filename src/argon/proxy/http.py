@@ -1,5 +1,5 @@
 """The proxy's HTTP side: ``POST /sql`` (delegated) and the WebSocket protocol on any
-path, as a Starlette app served by uvicorn; optionally also reachable on the Postgres
+path, as a Starlette app served by uvicorn (websockets-sansio); optionally also reachable on the Postgres
 port (the first bytes of an HTTP request are sniffed there, as Neon Local does)."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class HttpServer:
 
 
 def _config(app: Starlette) -> uvicorn.Config:
-    return uvicorn.Config(app, ws="websockets", lifespan="off", log_level="warning",
+    return uvicorn.Config(app, ws="websockets-sansio", lifespan="off", log_level="warning",
                           access_log=False, ws_max_size=16 * 1024 * 1024,
                           ws_per_message_deflate=False)
 

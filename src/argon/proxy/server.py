@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import select
 import socket
 import struct
 from typing import Any
@@ -220,13 +221,21 @@ class ProxyServer:
         """Peek at the first bytes: 'direct' TLS, 'tls' after SSLRequest, 'plain',
         'http', or 'close' (the client left)."""
         while True:
-            head = await _peek(sock, 8)
-            if len(head) < 8:
+            head = await _peek(sock, 1)
+            if not head:
                 return "close"
             if head[0] == 0x16:
                 return "direct" if self._ssl is not None else "close"
+            head = await _peek(sock, 4)
+            if len(head) < 4:
+                return "close"
             if head[:4] in _HTTP_PREFIXES:
                 return "http"
+            if struct.unpack("!i", head)[0] != 8:
+                return "plain"   # a startup or cancel packet: the session reads it
+            head = await _peek(sock, 8)
+            if len(head) < 8:
+                return "close"
             length, code = struct.unpack("!ii", head)
             if length == 8 and code == pq.SSL_REQUEST_CODE:
                 sock.recv(8)
@@ -255,9 +264,20 @@ async def _peek(sock: socket.socket, n: int) -> bytes:
             finally:
                 loop.remove_reader(sock.fileno())
             continue
-        if len(data) >= n or not data:
+        if len(data) >= n or not data or _peer_closed(sock):
             return data
         await asyncio.sleep(0.002)   # a split first packet: rare, so poll briefly
+
+
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the client half-closed (so a partial first packet will never complete)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | _POLLRDHUP)
+    return any(ev & (_POLLRDHUP | select.POLLHUP | select.POLLERR)
+               for _, ev in poller.poll(0))
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:

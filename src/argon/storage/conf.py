@@ -35,6 +35,7 @@ class RecoveryTarget:
     lsn: Lsn | None = None
     time: datetime | None = None
     inclusive: bool = True
+    timeline: int | None = None   # the Postgres timeline to follow; None = 'latest'
 
     def __post_init__(self) -> None:
         if self.kind is TargetKind.LSN and self.lsn is None:
@@ -80,7 +81,9 @@ def _target_lines(target: RecoveryTarget) -> list[str]:
         assert target.time is not None  # checked in __post_init__
         lines = [f"recovery_target_time = {quote_conf(target.time.isoformat(sep=' '))}",
                  f"recovery_target_inclusive = {'on' if target.inclusive else 'off'}"]
-    return [*lines, "recovery_target_action = 'promote'", "recovery_target_timeline = 'latest'"]
+    tli = str(target.timeline) if target.timeline is not None else "latest"
+    return [*lines, "recovery_target_action = 'promote'",
+            f"recovery_target_timeline = {quote_conf(tli)}"]
 
 
 def render_storage_conf(conf: StorageConf) -> str:

@@ -56,6 +56,9 @@ class TimelineManifest:
     driver: str
     created_at: datetime
     recovery_pending: bool = False   # the one-shot recovery target is still configured
+    # False while a branch made at a timestamp has not recovered yet: its exact LSN is
+    # known only once Postgres stopped at the first commit after the time.
+    branch_lsn_exact: bool = True
 
     def with_state(self, state: TimelineState) -> TimelineManifest:
         return replace(self, state=state)
@@ -70,6 +73,7 @@ class TimelineManifest:
             "driver": self.driver,
             "created_at": self.created_at.isoformat(),
             "recovery_pending": self.recovery_pending,
+            "branch_lsn_exact": self.branch_lsn_exact,
         }
 
     @classmethod
@@ -86,6 +90,7 @@ class TimelineManifest:
                 driver=str(data["driver"]),
                 created_at=datetime.fromisoformat(data["created_at"]),
                 recovery_pending=bool(data.get("recovery_pending", False)),
+                branch_lsn_exact=bool(data.get("branch_lsn_exact", True)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidInput(f"timeline manifest is invalid: {e}") from None

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -32,6 +33,7 @@ from argon.pg import OsUser
 from argon.storage.branching import CloneJob, branch_running, branch_stopped
 from argon.storage.conf import RecoveryTarget, StorageConf, write_storage_conf
 from argon.storage.drivers import CloneDriver
+from argon.storage.history import HistoryMixin
 from argon.storage.manifest import (
     MANIFEST_NAME,
     BranchPoint,
@@ -41,6 +43,8 @@ from argon.storage.manifest import (
     write_manifest,
 )
 from argon.storage.repair import TRASH_PREFIX, plan_repair
+from argon.storage.snapshots import Snapshot, clean_staging
+from argon.storage.wal import read_control_file
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +52,13 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _MAX_ANCESTRY = 10_000
 
 
-class Storage:
+class Storage(HistoryMixin):
     def __init__(self, root: Path, driver: CloneDriver, owner: OsUser) -> None:
         self.root = Path(root)
         self.driver = driver
         self.owner = owner
+        self._pins: dict[str, int] = {}    # timelines a running operation reads history of
+        self._pins_lock = threading.Lock()
         # 0755: the Postgres account must traverse to its data and archive directories.
         self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
 
@@ -86,6 +92,8 @@ class Storage:
             pgdata = self._make_owned_dir(tdir / "pgdata")
             initdb(pgdata)
             write_storage_conf(pgdata, self._conf(timeline_id, None), self.owner)
+            # The first snapshot: every later point of a root timeline replays from it.
+            self._initdb_snapshot(timeline_id, pgdata)
             manifest = self.manifest(timeline_id)
             write_manifest(tdir, manifest.with_state(TimelineState.READY))
         except Exception:
@@ -118,6 +126,10 @@ class Storage:
                 prepared = branch_stopped(job, parent.branch_point)
             point = prepared.point
             pgdata = tdir / "pgdata"
+            # No snapshot of the parent here: even a reflinked one doubles the branch's
+            # metadata, and an older snapshot plus the parent's WAL reaches this point
+            # (the reconciler snapshots by WAL volume to bound that replay).
+            self.record_sample(parent_id, point.timestamp, point.lsn)
             conf = self._conf(child_id, prepared.target)
             if prepared.own_archive_only:
                 conf = replace(conf, restore_dirs=conf.restore_dirs[:1])
@@ -139,13 +151,30 @@ class Storage:
                     "running" if running_parent else "stopped")
         return point
 
+    def _initdb_snapshot(self, timeline_id: str, pgdata: Path) -> None:
+        try:
+            facts = read_control_file(pgdata)
+        except OSError as e:
+            logger.warning("timeline %s has no pg_control (%s): no initial snapshot; its "
+                           "history starts at its first branch or snapshot", timeline_id, e)
+            return
+        when = datetime.fromtimestamp(facts.time, UTC)
+        self._snapshot_from(timeline_id, pgdata, Snapshot(
+            timeline_id, facts.checkpoint, facts.timeline, when, "initdb"))
+        self.record_sample(timeline_id, when, facts.checkpoint)
+
     def recovery_finished(self, timeline_id: str) -> None:
         """Drop the one-shot recovery target after the branch's first successful start."""
         manifest = self.manifest(timeline_id)
         write_storage_conf(self.pgdata(timeline_id), self._conf(timeline_id, None), self.owner)
         if manifest.recovery_pending:
-            write_manifest(self._dir(timeline_id),
-                           replace(manifest, recovery_pending=False))
+            updated = replace(manifest, recovery_pending=False)
+            if not manifest.branch_lsn_exact and manifest.branch_point is not None:
+                exact = self.exact_branch_lsn(timeline_id)
+                if exact is not None:
+                    updated = replace(updated, branch_lsn_exact=True,
+                                      branch_point=replace(manifest.branch_point, lsn=exact))
+            write_manifest(self._dir(timeline_id), updated)
 
     # -- removal and accounting ----------------------------------------------------
     def delete_timeline(self, timeline_id: str) -> None:
@@ -161,14 +190,22 @@ class Storage:
         of reflinked files count for every timeline that holds them)."""
         if not self.exists(timeline_id):
             raise NotFound(f"timeline {timeline_id} does not exist in {self.root}")
+        return self._du(self._dir(timeline_id))
+
+    def history_bytes(self, timeline_id: str) -> int:
+        """Bytes of the timeline's history alone: WAL archive and snapshots."""
+        tdir = self._dir(timeline_id)
+        return self._du(tdir / "wal") + self._du(tdir / "snapshots")
+
+    @staticmethod
+    def _du(top: Path) -> int:
         total = 0
-        for top in (self.pgdata(timeline_id), self.archive_dir(timeline_id)):
-            for dirpath, dirnames, filenames in os.walk(top):
-                for name in [*dirnames, *filenames]:
-                    try:
-                        total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-                    except FileNotFoundError:
-                        continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in [*dirnames, *filenames]:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                except FileNotFoundError:
+                    continue
         return total
 
     def repair(self, known_ids: set[str]) -> list[str]:
@@ -182,6 +219,9 @@ class Storage:
             except (ArgonError, OSError):
                 found[entry.name] = None
         sentences = []
+        for name, state in found.items():
+            if state is TimelineState.READY and clean_staging(self.root / name):
+                sentences.append(f"removed unfinished snapshots of timeline {name}")
         for action in plan_repair(found, known_ids):
             shutil.rmtree(self.root / action.name, ignore_errors=True)
             logger.warning("storage repair: %s", action.sentence)

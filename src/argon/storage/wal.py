@@ -94,6 +94,7 @@ class ControlFacts:
     checkpoint: Lsn        # location of the latest checkpoint record
     redo: Lsn              # where replay of that checkpoint starts
     timeline: int          # the checkpoint's timeline
+    time: int = 0          # pg_control's last update (unix seconds): a clean stop's time
 
 
 # The head of ControlFileData has kept this layout from 9.x to 18: system_identifier,
@@ -112,7 +113,7 @@ def parse_control_head(data: bytes) -> ControlFacts:
         db_state = DbState(state)
     except ValueError:
         raise InvalidInput(f"pg_control has an unknown cluster state {state}") from None
-    return ControlFacts(sysid, db_state, Lsn(checkpoint), Lsn(redo), tli)
+    return ControlFacts(sysid, db_state, Lsn(checkpoint), Lsn(redo), tli, int(_time))
 
 
 def read_control_file(pgdata: Path) -> ControlFacts:

@@ -51,3 +51,12 @@ def test_cli_errors_are_clear(argon_env: ArgonEnv) -> None:
                         argon_env.default_project()["id"], check=False)
     assert res.returncode == 1
     assert "not found" in res.stderr
+
+
+def test_metrics_endpoint_reports_platform_and_proxy(argon_env: ArgonEnv) -> None:
+    import httpx
+    text = httpx.get(f"http://127.0.0.1:{argon_env.api_port}/metrics", timeout=30).text
+    assert "argon_projects " in text
+    assert 'argon_endpoints{state="active"}' in text or 'argon_endpoints{state="idle"}' in text
+    assert "argon_proxy_connections_total" in text
+    assert 'argon_clone_driver_info{driver=' in text

@@ -69,13 +69,15 @@ def test_sessions_are_reported_to_the_backend(proxy_env: ProxyEnv, bob: str) -> 
 
 def test_cancel_from_psycopg_stops_pg_sleep(proxy_env: ProxyEnv, bob: str,
                                             pg_server: PgServer) -> None:
-    with psycopg.connect(_dsn(proxy_env)) as conn:
+    with psycopg.connect(_dsn(proxy_env), autocommit=True) as conn:
         # The client sees the proxy's own key, never the compute's.
         with pg_server.connect() as admin:
             pids = [r[0] for r in admin.execute(
                 "SELECT pid FROM pg_stat_activity WHERE usename = 'bob'").fetchall()]
         assert conn.info.backend_pid not in pids
-        timer = threading.Timer(0.5, conn.cancel)
+        # cancel_safe: libpq's blocking PQcancel would hold the GIL that the in-process
+        # proxy needs; the non-blocking API sends the same CancelRequest (here over TLS).
+        timer = threading.Timer(0.5, conn.cancel_safe)
         timer.start()
         try:
             with pytest.raises(psycopg.errors.QueryCanceled):

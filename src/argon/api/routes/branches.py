@@ -13,7 +13,6 @@ from argon.api.deps import ServicesDep
 from argon.api.schemas import branches as wb
 from argon.api.schemas.common import ID_PATTERN, CursorPagination
 from argon.api.schemas.endpoints import EndpointsResponse
-from argon.errors import InvalidInput
 
 router = APIRouter(tags=["Branch"])
 ProjectId = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -115,12 +114,40 @@ async def get_project_branch_schema(
     lsn: str | None = None, timestamp: datetime | None = None,
     format: Literal["sql"] | None = None,
 ) -> wb.BranchSchemaResponse:
-    """The branch's schema as SQL (``pg_dump --schema-only``), at its current head."""
-    if lsn is not None or timestamp is not None:
-        raise InvalidInput("a schema at a past lsn or timestamp is not supported yet; "
-                           "create a branch at that point and ask for its schema")
-    sql = await run_in_threadpool(services.branches.schema, project_id, branch_id, db_name)
+    """The branch's schema as SQL (``pg_dump --schema-only``), at its head or at a past
+    ``lsn`` / ``timestamp``."""
+    sql = await run_in_threadpool(services.branches.schema, project_id, branch_id, db_name,
+                                  lsn, timestamp)
     return wb.BranchSchemaResponse(sql=sql)
+
+
+@router.get(_BASE + "/{branch_id}/compare_schema",
+            operation_id="getProjectBranchSchemaComparison",
+            response_model=wb.BranchSchemaCompareResponse, **_RESP)
+async def get_project_branch_schema_comparison(
+    services: ServicesDep, project_id: ProjectId, branch_id: BranchId, db_name: str,
+    base_branch_id: str | None = None, lsn: str | None = None,
+    timestamp: datetime | None = None, base_lsn: str | None = None,
+    base_timestamp: datetime | None = None,
+) -> wb.BranchSchemaCompareResponse:
+    """Unified diff from the base branch's schema (default: the parent) to this one's."""
+    res = await run_in_threadpool(services.branches.compare_schema, project_id, branch_id,
+                                  db_name, base_branch_id, lsn, timestamp, base_lsn,
+                                  base_timestamp)
+    return wb.BranchSchemaCompareResponse(diff=res.diff)
+
+
+@router.post(_BASE + "/{branch_id}/restore", operation_id="restoreProjectBranch",
+             response_model=wb.BranchOperations, **_RESP)
+async def restore_project_branch(services: ServicesDep, project_id: ProjectId,
+                                 branch_id: BranchId,
+                                 body: wb.BranchRestoreRequest) -> wb.BranchOperations:
+    """Give the branch the state of ``source_branch_id`` (itself: a past point) at its
+    head or at ``source_lsn`` / ``source_timestamp``; id, name and hosts are kept."""
+    res = await run_in_threadpool(services.branches.restore, project_id, branch_id,
+                                  mp.branch_restore(body))
+    return wb.BranchOperations(branch=mp.branch(res.value),
+                               operations=mp.operations(res.operations))
 
 
 @router.get(_BASE + "/{branch_id}/endpoints", operation_id="listProjectBranchEndpoints",

@@ -136,6 +136,17 @@ class BranchSchemaResponse(BaseModel):
     sql: str | None = None
 
 
+class BranchSchemaCompareResponse(BaseModel):
+    diff: str | None = None
+
+
+class BranchRestoreRequest(RequestModel):
+    source_branch_id: str = Field(min_length=1, max_length=256)
+    source_lsn: str | None = None
+    source_timestamp: datetime | None = None
+    preserve_under_name: str | None = Field(None, min_length=1, max_length=256)
+
+
 class DatabaseFields(RequestModel):
     name: str = Field(min_length=1)
     owner_name: str = Field(min_length=1)

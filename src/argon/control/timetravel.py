@@ -1,0 +1,193 @@
+"""Time travel in the control plane: points in a branch's history, temporary computes.
+
+``TimeTravel`` turns a branch plus an LSN or timestamp into a child timeline (used by
+branch creation and restore), checks the point against the branch's reachable range
+before any work, and runs short-lived computes on timelines that have no endpoint of
+their own (schema at a point, schema-only branches, time-travel queries).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from argon.compute import ComputeSpec
+from argon.compute.sockets import socket_dir_for
+from argon.control.context import ControlContext
+from argon.control.runtime import EndpointRuntime
+from argon.errors import InvalidInput, NotFound
+from argon.meta import tables as t
+from argon.pg import Lsn
+from argon.storage.manifest import BranchPoint
+from argon.storage.pitr import HistoryBounds, PointInTime, check_point, lsn_at
+
+logger = logging.getLogger(__name__)
+
+EPHEMERAL_PREFIX = "ep-tt-"
+
+
+def parse_point(lsn: str | None, timestamp: datetime | None) -> PointInTime | None:
+    """Neon's pair of optional fields; giving both is an error, neither means the head."""
+    if lsn is None and timestamp is None:
+        return None
+    if lsn is not None and timestamp is not None:
+        raise InvalidInput("give either an LSN or a timestamp, not both")
+    return PointInTime(lsn=Lsn.parse(lsn) if lsn is not None else None,
+                       time=timestamp.astimezone(UTC) if timestamp is not None
+                       and timestamp.tzinfo is not None else timestamp)
+
+
+@dataclass(frozen=True)
+class EphemeralCompute:
+    """A temporary read-only compute at a past point (time-travel queries)."""
+
+    id: str                # use as the endpoint id towards the proxy
+    branch_id: str
+    point: str
+    socket_dir: str
+    port: int
+
+
+class TimeTravel:
+    def __init__(self, ctx: ControlContext, runtime: EndpointRuntime) -> None:
+        self.ctx = ctx
+        self.runtime = runtime
+        self._ephemeral: dict[str, tuple[ComputeSpec, str]] = {}  # id -> spec, timeline
+        self._lock = threading.Lock()
+
+    # -- branching at a point ------------------------------------------------------------
+
+    def branch_at(self, child_tl: str, source_row, source_ep: str | None,  # type: ignore[no-untyped-def]
+                  point: PointInTime) -> BranchPoint:
+        """Build ``child_tl`` from ``source_row``'s history at ``point`` (checked first)."""
+        storage = self.ctx.storage
+        retention = self._retention(source_row.project_id)
+        if source_ep is None:
+            return self._branch_stopped(child_tl, source_row, point, retention)
+        with self.ctx.locks.wait_for(f"ep:{source_ep}"):
+            self.runtime.ensure_running(source_ep)
+            spec = self.runtime.spec(source_ep)
+            with self.ctx.computes.connect(spec) as conn:
+                conn.autocommit = True
+                live = storage.seal_wal(source_row.timeline_id, conn)
+            self._check(source_row, point, live.head_lsn, retention)
+            with storage.pin(source_row.timeline_id):
+                return storage.branch_timeline_at(child_tl, source_row.timeline_id, point, live)
+
+    def _branch_stopped(self, child_tl: str, source_row, point: PointInTime,  # type: ignore[no-untyped-def]
+                        retention: int) -> BranchPoint:
+        head = self.ctx.storage.stopped_head(source_row.timeline_id)
+        self._check(source_row, point, head.lsn, retention)
+        with self.ctx.storage.pin(source_row.timeline_id):
+            return self.ctx.storage.branch_timeline_at(child_tl, source_row.timeline_id,
+                                                       point, None)
+
+    def _check(self, row, point: PointInTime, head: Lsn, retention: int) -> None:  # type: ignore[no-untyped-def]
+        storage = self.ctx.storage
+        manifest = storage.manifest(row.timeline_id)
+        now = self.ctx.clock()
+        window_start = now - timedelta(seconds=retention)
+        if manifest.branch_point is not None:
+            start_lsn, start_time = manifest.branch_point.lsn, manifest.branch_point.timestamp
+        else:
+            first = storage.reachable_from(row.timeline_id)
+            start_lsn = first.lsn if first else Lsn(0)
+            start_time = first.time if first else manifest.created_at
+        check_point(point, HistoryBounds(
+            name=f"branch {row.name}", start_lsn=start_lsn, start_time=start_time,
+            head_lsn=head, window_start=window_start,
+            window_start_lsn=lsn_at(storage.samples(row.timeline_id), window_start),
+            now=now))
+
+    def _retention(self, project_id: str) -> int:
+        with self.ctx.tx() as conn:
+            value = conn.execute(select(t.projects.c.history_retention_seconds).where(
+                t.projects.c.id == project_id)).scalar()
+        if value is None:
+            raise NotFound(f"project {project_id!r} not found")
+        return int(value)
+
+    # -- temporary computes --------------------------------------------------------------
+
+    def _spec(self, compute_id: str, timeline_id: str, pg_version: int,
+              read_only: bool) -> ComputeSpec:
+        home = self.ctx.settings.home
+        settings = {"default_transaction_read_only": "on"} if read_only else {}
+        return ComputeSpec(endpoint_id=compute_id, pgdata=self.ctx.storage.pgdata(timeline_id),
+                           install=self.runtime.install_for(pg_version), port=0,
+                           socket_dir=socket_dir_for(home, compute_id),
+                           log_path=home / "logs" / f"{compute_id}.log", pg_settings=settings)
+
+    @contextmanager
+    def temporary_compute(self, timeline_id: str, pg_version: int, read_only: bool = False
+                          ) -> Iterator[ComputeSpec]:
+        """Run Postgres on a timeline that no endpoint uses, for the block's duration;
+        yields its spec (connect with ``ctx.computes.connect(spec, dbname)``)."""
+        spec = self._spec(f"ep-tmp-{uuid.uuid4().hex[:10]}", timeline_id, pg_version, read_only)
+        proc = self.ctx.computes.start(spec)
+        self.ctx.storage.recovery_finished(timeline_id)
+        running = replace(spec, port=proc.port)
+        try:
+            yield running
+        finally:
+            self.ctx.computes.stop(running, "fast")
+
+    def start_ephemeral(self, timeline_id: str, branch_id: str, point: str,
+                        pg_version: int) -> EphemeralCompute:
+        compute_id = f"{EPHEMERAL_PREFIX}{uuid.uuid4().hex[:10]}"
+        spec = self._spec(compute_id, timeline_id, pg_version, read_only=True)
+        proc = self.ctx.computes.start(spec)
+        self.ctx.storage.recovery_finished(timeline_id)
+        running = replace(spec, port=proc.port)
+        with self._lock:
+            self._ephemeral[compute_id] = (running, timeline_id)
+        logger.info("started time-travel compute %s for %s at %s", compute_id, branch_id, point)
+        return EphemeralCompute(compute_id, branch_id, point, str(running.socket_dir), proc.port)
+
+    def release_ephemeral(self, compute_id: str) -> bool:
+        """Stop a time-travel compute and delete its timeline; False if unknown."""
+        with self._lock:
+            entry = self._ephemeral.pop(compute_id, None)
+        if entry is None:
+            return False
+        spec, timeline_id = entry
+        try:
+            self.ctx.computes.stop(spec, "fast")
+        finally:
+            self.ctx.storage.delete_timeline(timeline_id)
+        logger.info("released time-travel compute %s", compute_id)
+        return True
+
+    def ephemeral_spec(self, compute_id: str) -> ComputeSpec | None:
+        with self._lock:
+            entry = self._ephemeral.get(compute_id)
+        return entry[0] if entry else None
+
+    def ephemeral_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._ephemeral)
+
+    def ephemeral_timelines(self) -> set[str]:
+        with self._lock:
+            return {tl for _spec, tl in self._ephemeral.values()}
+
+
+def shared_time_travel(ctx: ControlContext, runtime: EndpointRuntime) -> TimeTravel:
+    """One ``TimeTravel`` per control context, shared by the branch service and the
+    reconciler (which releases idle time-travel computes)."""
+    with _SHARED_LOCK:
+        tt = ctx.__dict__.get("_argon_time_travel")
+        if tt is None:
+            tt = TimeTravel(ctx, runtime)
+            ctx.__dict__["_argon_time_travel"] = tt
+        return tt  # type: ignore[no-any-return]
+
+
+_SHARED_LOCK = threading.Lock()

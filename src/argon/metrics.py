@@ -1,0 +1,92 @@
+"""``GET /metrics``: Prometheus text for the platform, built on demand from live state.
+
+A custom collector per process (no module-level registry, so several platforms in one
+test process stay apart) reads the metadata counts and the proxy's counters at scrape
+time; nothing on the hot paths pays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import Response
+
+from argon.meta import tables as t
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class PlatformCollector(Collector):
+    def __init__(self, services: Any, proxy_metrics: Callable[[], dict[str, Any] | None]) -> None:
+        self.services = services
+        self.proxy_metrics = proxy_metrics
+
+    def collect(self) -> Iterator[Any]:
+        with self.services.ctx.tx() as conn:
+            projects = conn.execute(select(func.count()).select_from(t.projects)).scalar_one()
+            branches = conn.execute(select(t.branches.c.state, func.count())
+                                    .group_by(t.branches.c.state)).all()
+            endpoints = conn.execute(select(t.endpoints.c.state, func.count())
+                                     .group_by(t.endpoints.c.state)).all()
+            ops = conn.execute(select(t.operations.c.action, t.operations.c.status, func.count())
+                               .group_by(t.operations.c.action, t.operations.c.status)).all()
+        yield GaugeMetricFamily("argon_projects", "Projects", value=projects)
+        g = GaugeMetricFamily("argon_branches", "Branches by state", labels=["state"])
+        for state, n in branches:
+            g.add_metric([state], n)
+        yield g
+        g = GaugeMetricFamily("argon_endpoints", "Endpoints by state", labels=["state"])
+        for state, n in endpoints:
+            g.add_metric([state], n)
+        yield g
+        c = CounterMetricFamily("argon_operations", "Operations recorded",
+                                labels=["action", "status"])
+        for action, status, n in ops:
+            c.add_metric([action, status], n)
+        yield c
+        yield _info("argon_clone_driver", "Clone driver in use", "driver",
+                    self.services.ctx.storage.driver.name)
+        proxy = self.proxy_metrics()
+        if proxy:
+            yield from _proxy_families(proxy)
+
+
+def _info(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily(name + "_info", doc, labels=[label])
+    fam.add_metric([value], 1)
+    return fam
+
+
+def _proxy_families(m: dict[str, Any]) -> Iterator[Any]:
+    for key, doc in (("connections_total", "Client connections accepted"),
+                     ("websocket_connections_total", "WebSocket connections accepted"),
+                     ("bytes_from_clients", "Bytes received from clients"),
+                     ("bytes_to_clients", "Bytes sent to clients"),
+                     ("cancel_requests", "Cancel requests"),
+                     ("wakes", "Computes woken by a connection")):
+        yield CounterMetricFamily(f"argon_proxy_{key}", doc, value=m.get(key, 0))
+    yield GaugeMetricFamily("argon_proxy_connections_active", "Open client connections",
+                            value=m.get("connections_active", 0))
+    errors = CounterMetricFamily("argon_proxy_errors", "Proxy errors by kind", labels=["kind"])
+    for kind, n in (m.get("errors") or {}).items():
+        errors.add_metric([kind], n)
+    yield errors
+
+
+def metrics_endpoint(services: Any, proxy_metrics: Callable[[], dict[str, Any] | None]
+                     ) -> Callable[[Request], Any]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PlatformCollector(services, proxy_metrics))
+
+    async def metrics(_request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return metrics
