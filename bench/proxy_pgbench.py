@@ -12,7 +12,6 @@ first row on a stopped Postgres) over N wakes.  Everything shares this machine's
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -21,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 

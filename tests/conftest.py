@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.argon_env",
     "tests.fixtures.storage",
     "tests.fixtures.compute",
+    "tests.fixtures.proxy",
 ]

@@ -93,6 +93,10 @@ class HomeLock:
                               "stop it first or pass another --home") from None
         self._fd = fd
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -180,7 +184,10 @@ class Platform:
         if self.services is not None:
             self.services.reconciler.stop()
             stopped = self.services.stop_all_computes()
-        (self.settings.home / STATE_FILE).unlink(missing_ok=True)
+        if self.lock.held:
+            # only the process that holds the home may remove its state file; a second
+            # `argon start` refused by the lock must leave the running one's alone
+            (self.settings.home / STATE_FILE).unlink(missing_ok=True)
         self.lock.release()
         return stopped
 

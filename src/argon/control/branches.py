@@ -18,7 +18,7 @@ from argon.control.operations import OperationLog
 from argon.control.requests import BranchCreate, BranchRestore, BranchUpdate, EndpointCreate
 from argon.control.restore import Restorer, ephemeral_at, schema_only
 from argon.control.schema_diff import SchemaDiff, branch_schema, compare_schema
-from argon.control.timetravel import EphemeralCompute, parse_point, shared_time_travel
+from argon.control.timetravel import EphemeralCompute, TimeTravel, parse_point
 from argon.control.rows import branch_from_row, database_from_row, role_from_row
 from argon.control.runtime import EndpointRuntime
 from argon.errors import ArgonError, Conflict, InvalidInput, NotFound
@@ -41,13 +41,13 @@ class BranchCreated:
 
 class BranchService:
     def __init__(self, ctx: ControlContext, oplog: OperationLog, runtime: EndpointRuntime,
-                 endpoints: EndpointService) -> None:
+                 endpoints: EndpointService, time_travel: TimeTravel) -> None:
         self.ctx = ctx
         self.oplog = oplog
         self.runtime = runtime
         self.endpoints = endpoints
-        self.sizes: dict[str, int] = {}  # timeline id -> bytes, refreshed by the reconciler
-        self.tt = shared_time_travel(ctx, runtime)
+        self.sizes = ctx.sizes
+        self.tt = time_travel
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -76,6 +76,9 @@ class ControlContext:
     owner: OsUser
     secrets: SecretBox
     locks: LockTable = field(default_factory=LockTable)
+    # timeline id -> bytes on disk (data, WAL archive, snapshots); the reconciler refreshes
+    # it, listings read it (walking a data directory per request would be too slow)
+    sizes: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow
     # Called (from a worker thread) after endpoints are added or removed, so the proxy
     # opens or closes their loopback listeners before the API answers.

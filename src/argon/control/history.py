@@ -11,10 +11,10 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from argon.control.branches import BranchService
 from argon.control.context import ControlContext
 from argon.control.models import BranchState, EndpointState
 from argon.control.runtime import EndpointRuntime
-from argon.control.timetravel import shared_time_travel
 from argon.meta import tables as t
 from argon.pg import Lsn
 
@@ -29,10 +29,12 @@ SNAPSHOT_MIN_SECONDS = 300.0  # per timeline, counted from Argon's start too
 
 
 class HistoryKeeper:
-    def __init__(self, ctx: ControlContext, runtime: EndpointRuntime) -> None:
+    def __init__(self, ctx: ControlContext, runtime: EndpointRuntime,
+                 branches: BranchService) -> None:
         self.ctx = ctx
         self.runtime = runtime
-        self.tt = shared_time_travel(ctx, runtime)
+        self.branches = branches
+        self.tt = branches.tt
         self._last_sample = 0.0
         self._last_gc = time.monotonic()
         self._last_snapshot: dict[str, float] = {}
@@ -58,12 +60,7 @@ class HistoryKeeper:
                                       t.branches.c.state == BranchState.READY.value)).all()
         if not due:
             return
-        from argon.control.branches import BranchService
-        from argon.control.endpoints import EndpointService
-        from argon.control.operations import OperationLog
-        oplog = OperationLog(self.ctx)
-        service = BranchService(self.ctx, oplog, self.runtime,
-                                EndpointService(self.ctx, oplog, self.runtime))
+        service = self.branches
         for b in due:
             try:
                 service.delete(b.project_id, b.id)

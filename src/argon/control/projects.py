@@ -60,7 +60,10 @@ class ProjectService:
                 raise NotFound(f"project {project_id!r} not found")
             default = conn.execute(select(t.branches.c.id).where(
                 t.branches.c.project_id == project_id, t.branches.c.is_default)).scalar()
-        return project_from_row(row, default)
+            timelines = conn.execute(select(t.branches.c.timeline_id).where(
+                t.branches.c.project_id == project_id)).scalars()
+            size = sum(self.ctx.sizes.get(tl, 0) for tl in timelines)
+        return project_from_row(row, default, size)
 
     def get(self, project_id: str) -> Project:
         return self._load(project_id)

@@ -13,6 +13,7 @@ import time
 
 from sqlalchemy import select, update
 
+from argon.control.branches import BranchService
 from argon.control.context import ControlContext
 from argon.control.history import HistoryKeeper
 from argon.control.models import EndpointState
@@ -26,14 +27,14 @@ SIZE_REFRESH_SECONDS = 30.0
 
 class Reconciler:
     def __init__(self, ctx: ControlContext, runtime: EndpointRuntime,
-                 sizes: dict[str, int]) -> None:
+                 branches: BranchService) -> None:
         self.ctx = ctx
         self.runtime = runtime
-        self.sizes = sizes
+        self.sizes = branches.sizes
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_size_refresh = 0.0
-        self.history = HistoryKeeper(ctx, runtime)
+        self.history = HistoryKeeper(ctx, runtime, branches)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="argon-reconciler", daemon=True)

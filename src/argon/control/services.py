@@ -20,6 +20,7 @@ from argon.control.reconciler import Reconciler
 from argon.control.repair import repair
 from argon.control.runtime import EndpointRuntime
 from argon.control.secretbox import SecretBox
+from argon.control.timetravel import TimeTravel
 from argon.errors import Unavailable
 from argon.meta.db import open_database
 from argon.pg import pg_os_user
@@ -86,7 +87,7 @@ def build_services(settings: Settings) -> Services:
     oplog = OperationLog(ctx)
     runtime = EndpointRuntime(ctx, oplog)
     endpoints = EndpointService(ctx, oplog, runtime)
-    branches = BranchService(ctx, oplog, runtime, endpoints)
+    branches = BranchService(ctx, oplog, runtime, endpoints, TimeTravel(ctx, runtime))
     return Services(
         ctx=ctx, runtime=runtime,
         projects=ProjectService(ctx, oplog, runtime),
@@ -95,4 +96,4 @@ def build_services(settings: Settings) -> Services:
         roles=RoleService(ctx, oplog, runtime, endpoints),
         operations=OperationService(ctx), api_keys=ApiKeyService(ctx),
         platform=PlatformService(ctx),
-        reconciler=Reconciler(ctx, runtime, branches.sizes))
+        reconciler=Reconciler(ctx, runtime, branches))

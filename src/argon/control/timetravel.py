@@ -178,16 +178,3 @@ class TimeTravel:
         with self._lock:
             return {tl for _spec, tl in self._ephemeral.values()}
 
-
-def shared_time_travel(ctx: ControlContext, runtime: EndpointRuntime) -> TimeTravel:
-    """One ``TimeTravel`` per control context, shared by the branch service and the
-    reconciler (which releases idle time-travel computes)."""
-    with _SHARED_LOCK:
-        tt = ctx.__dict__.get("_argon_time_travel")
-        if tt is None:
-            tt = TimeTravel(ctx, runtime)
-            ctx.__dict__["_argon_time_travel"] = tt
-        return tt  # type: ignore[no-any-return]
-
-
-_SHARED_LOCK = threading.Lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from typing import Protocol
 
 from argon.proxy.errors import ErrorKind, ProxyError, protocol_error
@@ -35,7 +36,7 @@ class Peer(Protocol):
 
 class PgSide(asyncio.Protocol):
     __slots__ = ("transport", "buf", "waiter", "peer", "closed", "done", "bytes_in", "name",
-                 "_paused_peer")
+                 "_paused_peer", "_peer_write")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -47,6 +48,7 @@ class PgSide(asyncio.Protocol):
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.bytes_in = 0
         self._paused_peer = False
+        self._peer_write: Callable[[bytes], object] | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -55,9 +57,9 @@ class PgSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
-        peer = self.peer
-        if peer is not None:
-            peer.write(data)
+        write = self._peer_write
+        if write is not None:   # the hot path: one call straight into the peer's transport
+            write(data)
             return
         self.buf += data
         if len(self.buf) > MAX_HANDSHAKE_BUFFER:
@@ -133,6 +135,7 @@ class PgSide(asyncio.Protocol):
     def start_relay(self, peer: Peer) -> None:
         """From now on, everything this side sends goes to ``peer`` unparsed."""
         self.peer = peer
+        self._peer_write = peer.transport.write if isinstance(peer, TransportPeer) else peer.write
         if self.buf:
             data, self.buf = bytes(self.buf), bytearray()
             peer.write(data)

@@ -101,6 +101,8 @@ class Session:
         self.client.close()
 
     def _fail(self, e: ProxyError) -> None:
+        if self.outcome == ErrorKind.TIMEOUT.value:
+            return   # already answered and counted by the timer
         self.outcome = e.kind.value
         self.proxy.metrics.errors[e.kind.value] += 1
         if e.kind is ErrorKind.CLIENT_DISCONNECT:

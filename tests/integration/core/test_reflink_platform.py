@@ -51,7 +51,9 @@ def test_reflink_branch_has_data_and_adds_under_a_megabyte(xfs_env: ArgonEnv) ->
     with psycopg.connect(uri, autocommit=True) as conn:
         conn.execute("CREATE TABLE payload AS SELECT g, repeat('y', 500) AS pad "
                      "FROM generate_series(1, 100000) g")
-        conn.execute("CHECKPOINT")
+    # measure on a quiet filesystem: every compute stopped, their writes flushed
+    for ep in xfs_env.api("GET", f"/projects/{pid}/endpoints").json()["endpoints"]:
+        xfs_env.api("POST", f"/projects/{pid}/endpoints/{ep['id']}/suspend")
     os.sync()
     before = _used(xfs_env.home)
     r = xfs_env.api("POST", f"/projects/{pid}/branches", json={"branch": {"name": "cow"}})

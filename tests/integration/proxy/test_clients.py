@@ -213,3 +213,13 @@ def test_endpoint_listener_routes_by_port(proxy_env: ProxyEnv, alice: str) -> No
     proxy_env.call(proxy_env.proxy.remove_endpoint_listener(port))
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(dsn + " sslmode=disable connect_timeout=3")
+
+
+def test_compute_errors_reach_the_client(proxy_env: ProxyEnv, alice: str) -> None:
+    dsn = _sni(proxy_env).replace("dbname=appdb", "dbname=nosuchdb")
+    with pytest.raises(psycopg.OperationalError) as e:
+        psycopg.connect(dsn + " sslmode=require password=s3cret")
+    assert 'database "nosuchdb" does not exist' in str(e.value)
+    with psycopg.connect(_sni(proxy_env) + " sslmode=require password=s3cret") as conn:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("SELECT * FROM no_such_table")

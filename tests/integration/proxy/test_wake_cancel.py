@@ -96,3 +96,30 @@ def test_cancel_with_unknown_key_is_ignored(proxy_env: ProxyEnv, bob: str) -> No
         assert s.recv(100) == b""   # closed without an answer, as Postgres does
     with psycopg.connect(_dsn(proxy_env)) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_stop_drains_then_closes_and_counts(proxy_backend: object, proxy_tls: object,
+                                            bob: str) -> None:
+    env = ProxyEnv(proxy_backend, proxy_tls)  # type: ignore[arg-type]
+    closed = False
+    try:
+        conn = psycopg.connect(_dsn(env), autocommit=True)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        metrics = env.proxy.metrics
+        assert metrics.connections_active == 1 and metrics.connections_total >= 1
+        env.call(env.proxy.stop(drain_timeout=0.3))
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")      # closed after the drain timeout
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(_dsn(env).replace("connect_timeout=60", "connect_timeout=3"))
+        assert metrics.connections_active == 0
+        assert metrics.bytes_from_clients > 0 and metrics.bytes_to_clients > 0
+        conn.close()
+        closed = True
+    finally:
+        if not closed:
+            env.close()
+        else:
+            env.loop.call_soon_threadsafe(env.loop.stop)
+            env.thread.join(10)
+            env.loop.close()
