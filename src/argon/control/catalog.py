@@ -232,8 +232,19 @@ class RoleService(_BranchScoped):
                         self.oplog.get_many([op]))
 
     def verifier(self, endpoint_id: str, role: str) -> str | None:
-        """The SCRAM verifier the proxy checks a client against (None: no such role)."""
+        """The SCRAM verifier the proxy checks a client against (None: no such role).
+
+        ``endpoint_id`` may also be a branch id: time-travel connection strings name the
+        branch (``br-...``) where others name the endpoint.
+        """
         with self.ctx.tx() as conn:
+            if endpoint_id.startswith("br-"):
+                row = conn.execute(select(t.roles.c.scram_verifier).where(
+                    t.roles.c.branch_id == endpoint_id, t.roles.c.name == role)).first()
+                if conn.execute(select(t.branches.c.id).where(
+                        t.branches.c.id == endpoint_id)).first() is None:
+                    raise NotFound(f"branch {endpoint_id!r} not found")
+                return str(row.scram_verifier) if row and row.scram_verifier else None
             row = conn.execute(select(t.roles.c.scram_verifier).join(
                 t.endpoints, t.endpoints.c.branch_id == t.roles.c.branch_id).where(
                 t.endpoints.c.id == endpoint_id, t.roles.c.name == role)).first()

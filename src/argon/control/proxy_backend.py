@@ -7,11 +7,12 @@ service calls run in worker threads so the proxy's event loop never waits on the
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from sqlalchemy import select
 
 from argon.control.services import Services
-from argon.errors import NotFound
+from argon.errors import InvalidInput, NotFound
 from argon.meta import tables as t
 
 
@@ -42,6 +43,21 @@ class ControlProxyBackend:
     def endpoint_for_port(self, port: int) -> tuple[str, bool] | None:
         return self._ports.get(port)
 
+    async def wake_at(self, target: str, kind: str, value: str):  # type: ignore[no-untyped-def]
+        """A temporary read-only compute at a past point: ``options=neon_lsn:`` queries."""
+        from argon.proxy.backend import ComputeAddress  # noqa: PLC0415
+
+        if kind == "lsn":
+            eph = await asyncio.to_thread(self.services.branches.ephemeral_compute_at,
+                                          target, lsn=value)
+        else:
+            eph = await asyncio.to_thread(self.services.branches.ephemeral_compute_at,
+                                          target, timestamp=parse_timestamp(value))
+        return ComputeAddress(socket_dir=eph.socket_dir, port=eph.port), eph.id
+
+    async def release(self, lease: str) -> None:
+        await asyncio.to_thread(self.services.branches.release_ephemeral, lease)
+
     # -- per-endpoint loopback ports (local mode) -----------------------------------------
 
     def endpoint_ports(self) -> dict[int, tuple[str, bool]]:
@@ -57,3 +73,15 @@ class ControlProxyBackend:
                 ports[r.pooler_port] = (r.id, True)
         self._ports = ports
         return ports
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An ISO-8601 time with its zone (``2026-11-25T10:00:00Z``), as neonctl writes it."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"neon_timestamp {text!r} is not an ISO-8601 time, e.g. "
+                           "2026-11-25T10:00:00Z") from None
+    if when.tzinfo is None:
+        raise InvalidInput("neon_timestamp needs a time zone, e.g. 2026-11-25T10:00:00Z")
+    return when

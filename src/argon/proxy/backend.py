@@ -33,3 +33,10 @@ class ProxyBackend(Protocol):
 
     def endpoint_for_port(self, port: int) -> tuple[str, bool] | None: ...
     # (endpoint_id, pooled) when a dedicated per-endpoint listener port is used
+
+    async def wake_at(self, target: str, kind: str, value: str) -> tuple[ComputeAddress, str]:
+        ...
+    # A temporary read-only compute of ``target`` (endpoint or branch id) at a past point
+    # (kind "lsn" or "timestamp"); returns its address and a lease to ``release``.
+
+    async def release(self, lease: str) -> None: ...

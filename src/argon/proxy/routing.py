@@ -63,6 +63,29 @@ class Route:
     endpoint_id: str | None
     pooled: bool
     params: dict[str, str]     # startup parameters to forward to the compute
+    # A time-travel query (``options=neon_lsn:<lsn>`` / ``neon_timestamp:<ts>``): the point,
+    # as ("lsn" | "timestamp", value); the proxy then asks for a temporary read-only compute.
+    at: tuple[str, str] | None = None
+
+
+TIME_TRAVEL_KEYS = {"neon_lsn": "lsn", "neon_timestamp": "timestamp"}
+
+
+def time_travel_from_options(options: str) -> tuple[tuple[str, str] | None, str]:
+    """``neon_lsn:<lsn>`` or ``neon_timestamp:<ts>`` in ``options`` and the rest."""
+    found: tuple[str, str] | None = None
+    rest: list[str] = []
+    for item in split_options(options):
+        key, colon, value = item.partition(":")
+        if colon and key in TIME_TRAVEL_KEYS:
+            if found is not None or not value:
+                raise ProxyError(ErrorKind.ROUTING, "give one time-travel point: "
+                                 "options=neon_lsn:<lsn> or options=neon_timestamp:<time>",
+                                 sqlstate="08004")
+            found = (TIME_TRAVEL_KEYS[key], value)
+        else:
+            rest.append(item)
+    return found, _join_options(rest)
 
 
 def split_pooler(label: str) -> tuple[str, bool]:
@@ -164,8 +187,10 @@ def route(params: dict[str, str], *, sni: str | None, domain: str | None,
     """
     forward = {k: v for k, v in params.items() if k not in LIBPQ_ONLY_KEYS}
     from_options: tuple[str, bool] | None = None
+    at: tuple[str, str] | None = None
     if "options" in forward:
-        from_options, rest = endpoint_from_options(forward["options"])
+        at, rest = time_travel_from_options(forward["options"])
+        from_options, rest = endpoint_from_options(rest)
         if rest:
             forward["options"] = rest
         else:
@@ -173,14 +198,14 @@ def route(params: dict[str, str], *, sni: str | None, domain: str | None,
     sources = [s for s in (endpoint_from_host(sni, domain), host_endpoint, port_endpoint,
                            from_options) if s is not None]
     if not sources:
-        return Route(None, False, forward)
+        return Route(None, False, forward, at)
     ids = {s[0] for s in sources}
     if len(ids) > 1:
         raise ProxyError(
             ErrorKind.ROUTING,
             "the endpoint ID given in options does not match the host name (SNI) or port "
             f"of the connection: {', '.join(sorted(ids))}", sqlstate="08004")
-    return Route(sources[0][0], any(s[1] for s in sources), forward)
+    return Route(sources[0][0], any(s[1] for s in sources), forward, at)
 
 
 def split_password_form(password: str) -> tuple[str, str] | None:

@@ -69,6 +69,8 @@ class Session:
         self.endpoint: str | None = None
         self.compute: PgSide | None = None
         self.outcome = "ok"
+        self.at: tuple[str, str] | None = None     # time-travel point, if any
+        self.lease: str | None = None              # its temporary compute
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -160,9 +162,14 @@ class Session:
         else:
             await self._scram_auth(endpoint, user)
         self.endpoint = endpoint
+        self.at = r.at
         timer.cancel()
         client.write(pq.auth(pq.AUTH_OK))
-        await self._connect_and_relay(endpoint, pooled, r.params)
+        try:
+            await self._connect_and_relay(endpoint, pooled, r.params)
+        finally:
+            if self.lease is not None:
+                await self.proxy.backend.release(self.lease)
 
     async def _verifier(self, endpoint: str, user: str) -> ScramVerifier | None:
         try:
@@ -227,9 +234,16 @@ class Session:
     async def _wake(self, endpoint: str, pooled: bool) -> ComputeAddress:
         self.proxy.metrics.wakes += 1
         try:
+            if self.at is not None:
+                if self.lease is not None:  # already made; a retry reuses it
+                    await self.proxy.backend.release(self.lease)
+                address, self.lease = await self.proxy.backend.wake_at(endpoint, *self.at)
+                return address
             return await self.proxy.backend.wake(endpoint, pooled=pooled)
         except NotFound:
             raise _endpoint_not_found(endpoint) from None
+        except InvalidInput as e:  # e.g. a time-travel point outside the history window
+            raise ProxyError(ErrorKind.ROUTING, e.message, sqlstate="22023") from None
         except ProxyError:
             raise
         except Exception as e:
