@@ -43,6 +43,13 @@ class Gateway:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.proxy.start(self.settings.listen_host, self.settings.pg_port)
+        if self.settings.listen_host == "127.0.0.1":
+            # *.localhost names resolve to ::1 first for some clients (Node): serve both
+            # loopbacks so `--domain localhost` works wherever those names resolve.
+            try:
+                await self.proxy.start("::1", self.settings.pg_port)
+            except OSError as exc:
+                logger.info("not listening on [::1]:%d: %s", self.settings.pg_port, exc)
         await self.sync_listeners()
         self.services.ctx.on_endpoints_changed = self._endpoints_changed
         await self._start_http()

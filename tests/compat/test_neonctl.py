@@ -105,20 +105,3 @@ def test_branches_connection_strings_databases_roles(neonctl: Neonctl) -> None:
     finally:
         neonctl.run("projects", "delete", pid, check=False)
 
-
-@pytest.mark.xfail(strict=True, reason=(
-    "local endpoint hosts are 127.0.0.1:<port> without the endpoint id, and neonctl "
-    "derives the pooled host as host.replace(id, id + '-pooler'), so --pooled prints the "
-    "direct string; needs a local host form that contains the endpoint id"))
-def test_pooled_connection_string_is_distinct(neonctl: Neonctl) -> None:
-    out = _create_project(neonctl, _unique("nctl-pool"))
-    pid = out["project"]["id"]
-    try:
-        direct = neonctl.run("connection-string", "main", "--project-id", pid).stdout
-        pooled = neonctl.run("connection-string", "main", "--project-id", pid,
-                             "--pooled").stdout
-        assert pooled.strip() != direct.strip()
-        with psycopg.connect(pooled.strip(), autocommit=True, connect_timeout=60) as conn:
-            assert conn.execute("select 1").fetchone() == (1,)
-    finally:
-        neonctl.run("projects", "delete", pid, check=False)
