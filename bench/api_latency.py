@@ -196,6 +196,10 @@ def run(n_branches: int, n_creates: int) -> dict[str, float]:
     return res
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.report import write_section  # noqa: E402
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--branches", type=int, default=1000)
@@ -212,6 +216,8 @@ def main() -> None:
         lines.append(f"| {k} | {v:.1f} | {target} |")
     text = "\n".join(lines) + "\n"
     print(text)
+    write_section("api", "python bench/api_latency.py", text.replace(
+        "## API latency (bench/api_latency.py)", "## API latency (issue 3)"))
     if args.out:
         with args.out.open("a") as f:
             f.write(text + "\n")

@@ -108,6 +108,10 @@ def measure_wakes(env: ProxyEnv, server: PgServer, n: int) -> list[float]:
     return times
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.report import write_section  # noqa: E402
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
@@ -153,26 +157,37 @@ def main() -> None:
                     rows.append(r)
                     print(r, flush=True)
         direct_by = {(r["workload"], r["clients"]): r["direct"] for r in rows if "direct" in r}
-        print("\n| workload | clients | TLS | direct TPS | PgBouncer TPS | proxy TPS | "
-              "proxy/direct | proxy/PgBouncer | proxy latency - direct |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        out = ["## Proxy throughput and latency (issue 4)", "",
+               f"pgbench through Argon's proxy, directly to Postgres over TCP, and through "
+               f"PgBouncer (transaction mode), {args.seconds} s per cell, in the same run; "
+               "Postgres, PgBouncer, the proxy and pgbench share the 2 cores. TLS rows "
+               "compare against plaintext direct.", "",
+               "| workload | clients | TLS | direct TPS | PgBouncer TPS | proxy TPS | "
+               "proxy/direct | proxy/PgBouncer | proxy latency - direct |",
+               "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             d = direct_by[(r["workload"], r["clients"])]
             b, p = r["pgbouncer"], r["proxy"]
             assert isinstance(d, tuple) and isinstance(b, tuple) and isinstance(p, tuple)
             added = (p[1] - d[1]) * 1000
-            print(f"| {r['workload']} | {r['clients']} | {'on' if r['tls'] else 'off'} | "
-                  f"{d[0]:.0f}{'' if not r['tls'] else ' (no TLS)'} | {b[0]:.0f} | {p[0]:.0f} | "
-                  f"{p[0] / d[0]:.2f} | {p[0] / b[0]:.2f} | "
-                  f"{added:.0f} us per txn |")
-        print("\n(select-only with 1 client: one transaction is one round trip, so its "
-              "latency delta is the proxy's added latency per round trip)")
+            out.append(f"| {r['workload']} | {r['clients']} | {'on' if r['tls'] else 'off'} | "
+                       f"{d[0]:.0f}{'' if not r['tls'] else ' (no TLS)'} | {b[0]:.0f} | "
+                       f"{p[0]:.0f} | {p[0] / d[0]:.2f} | {p[0] / b[0]:.2f} | "
+                       f"{added:.0f} us per txn |")
+        out += ["", "Select-only with 1 client: one transaction is one round trip, so its "
+                "latency delta is the proxy's added latency per round trip."]
         wakes = measure_wakes(env, server, args.wakes) if args.wakes else []
         if wakes:
             q = statistics.quantiles(wakes, n=20) if len(wakes) >= 2 else [wakes[0]] * 19
-            print(f"\nwake on connect over {len(wakes)} wakes (plain Postgres start behind the "
-                  f"proxy): p50 {statistics.median(wakes) * 1000:.0f} ms, "
-                  f"p95 {q[18] * 1000:.0f} ms")
+            out += ["", f"Wake on connect over {len(wakes)} wakes (a stopped Postgres started "
+                    f"by the first connection through the proxy): p50 "
+                    f"{statistics.median(wakes) * 1000:.0f} ms, p95 {q[18] * 1000:.0f} ms. "
+                    "The platform's own wake (suspended endpoint, real compute room) is in "
+                    "the core section as cold start."]
+        text = "\n".join(out)
+        print(text)
+        write_section("proxy", "python bench/proxy_pgbench.py " + " ".join(sys.argv[1:]),
+                      text)
         if args.json:
             args.json.write_text(json.dumps({"rows": rows, "wakes": wakes}, default=str))
     finally:

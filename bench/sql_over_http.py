@@ -13,6 +13,7 @@ Each is the median of N round trips after a warm-up. Run:
 from __future__ import annotations
 
 import argparse
+import sys
 import contextlib
 import os
 import shutil
@@ -52,6 +53,10 @@ def median_ms(fn: Callable[[], object], n: int) -> float:
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
     return statistics.median(samples)
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.report import table, write_section  # noqa: E402
 
 
 def main() -> None:
@@ -132,11 +137,17 @@ def run(pg: object, verifier: str, n: int) -> None:
         server.should_exit = True
         thread.join(30)
 
-    print(f"SQL over HTTP vs direct psycopg (median of {n}, ms, loopback, "
-          f"{os.cpu_count()} CPUs)")
-    print(f"{'query':<12} {'direct':>9} {'/sql pooled':>12} {'/sql unpooled':>14}")
-    for label, d, p, u in rows:
-        print(f"{label:<12} {d:>9.3f} {p:>12.3f} {u:>14.3f}")
+    table_rows = [[label, f"{d:.3f}", f"{p:.3f}", f"{u:.3f}", f"{p / d:.1f}x"]
+                  for label, d, p, u in rows]
+    text = "\n".join([
+        "## SQL over HTTP (issue 4)", "",
+        f"`POST /sql` round trip (httpx keep-alive client, loopback) against the same query "
+        f"with psycopg on an open connection; median of {n} calls, milliseconds. Pooled = "
+        "`Neon-Pool-Opt-In: true` (the driver sends it for -pooler hosts).", "",
+        table(["query", "direct", "/sql pooled", "/sql unpooled", "pooled/direct"],
+              table_rows)])
+    print(text)
+    write_section("sql", "python bench/sql_over_http.py -n " + str(n), text)
 
 
 if __name__ == "__main__":
