@@ -95,7 +95,7 @@ class Gateway:
 
     async def _start_http(self) -> None:
         try:
-            from argon.proxy.http import create_http_app  # noqa: PLC0415
+            from argon.proxy.http import attach_sniffing, create_http_app  # noqa: PLC0415
         except ImportError:
             logger.warning("HTTP/WebSocket side of the proxy not available in this build")
             return
@@ -107,6 +107,9 @@ class Gateway:
         resolver = ScramSqlResolver(self.endpoint_for, self.backend.role_secret, self._wake_sql)
         sql = self._sql = SqlOverHttpHandler(resolver)
         app = create_http_app(self.proxy, sql)
+        # Neon Local serves /sql and the Postgres protocol on one port; so do we: HTTP
+        # requests arriving on the Postgres port are recognised by their first bytes.
+        attach_sniffing(self.proxy, app)
         config = uvicorn.Config(app, host=self.settings.listen_host, port=self.settings.http_port,
                                 log_level="warning", lifespan="off", loop="none", ws="websockets")
         self._http = uvicorn.Server(config)

@@ -60,3 +60,15 @@ def test_metrics_endpoint_reports_platform_and_proxy(argon_env: ArgonEnv) -> Non
     assert 'argon_endpoints{state="active"}' in text or 'argon_endpoints{state="idle"}' in text
     assert "argon_proxy_connections_total" in text
     assert 'argon_clone_driver_info{driver=' in text
+
+
+def test_sql_over_http_is_served_on_the_postgres_port_too(argon_env: ArgonEnv) -> None:
+    import httpx
+    project = argon_env.default_project()
+    uri = argon_env.api("GET", f"/projects/{project['id']}/connection_uri", params={
+        "database_name": "neondb", "role_name": "neondb_owner"}).json()["uri"]
+    for port in (argon_env.http_port, argon_env.pg_port):
+        r = httpx.post(f"http://127.0.0.1:{port}/sql", json={"query": "SELECT 40 + 2 AS n"},
+                       headers={"Neon-Connection-String": uri}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["rows"] == [{"n": 42}]
