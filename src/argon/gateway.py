@@ -111,7 +111,8 @@ class Gateway:
         # requests arriving on the Postgres port are recognised by their first bytes.
         attach_sniffing(self.proxy, app)
         config = uvicorn.Config(app, host=self.settings.listen_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="off", loop="none", ws="websockets")
+                                log_level="warning", lifespan="off", loop="none",
+                                ws="websockets-sansio")
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None
         self._http_task = asyncio.create_task(self._http.serve())
