@@ -255,7 +255,9 @@ def write(results: dict[str, dict[str, object]], args: argparse.Namespace, note:
         mrows.append([driver, "0 (no process)", f"{mem['idle_kib'] / 1024:.1f} MiB",
                       f"{mem['active_kib'] / 1024:.1f} MiB"])
     body += ["Disk added by one new branch (statvfs of the timelines filesystem, after "
-             f"`sync`), with a {args.big_mb} MB parent:", "",
+             f"`sync`, parent suspended), with a {args.big_mb} MB parent. Starting the "
+             "compute adds its new timeline's first WAL segment (1 MiB) and what the "
+             "end-of-recovery checkpoint writes:", "",
              table(["driver", "branch alone", "branch + its compute started"], srows), "",
              "Cold start = suspended endpoint -> connect through the proxy (wake on connect) "
              "-> first row of `SELECT 1`:", "",
