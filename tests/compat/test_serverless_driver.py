@@ -123,10 +123,6 @@ def test_pool_and_client_over_websocket(argon_env: ArgonEnv, project: dict[str, 
     _check_ws(argon_env, driver(argon_env, uri, "ws", table), table, project["uri"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Argon bug: WebSocket ?address=127.0.0.1:<endpoint port> is not mapped to the endpoint; "
-    "the proxy answers FATAL 08004 'Endpoint ID is not specified' (src/argon/proxy/http.py "
-    "serve_websocket / routing.endpoint_from_address ignore the port)"))
 def test_pool_over_websocket_with_the_printed_string(argon_env: ArgonEnv,
                                                      project: dict[str, Any],
                                                      table: str) -> None:

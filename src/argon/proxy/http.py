@@ -45,11 +45,24 @@ def create_http_app(proxy: ProxyServer, sql_handler: SqlHandler) -> Starlette:
     ])
 
 
+def _endpoint_from_loopback_port(proxy: ProxyServer,
+                                 address: str | None) -> tuple[str, bool] | None:
+    """``?address=127.0.0.1:<endpoint port>``: the driver passes the printed host and port,
+    which in the no-DNS mode names the endpoint by its dedicated loopback port."""
+    if not address or address.count(":") != 1:
+        return None
+    host, _, port = address.partition(":")
+    if not (port.isdigit() and is_loopback(host)):
+        return None
+    return proxy.backend.endpoint_for_port(int(port))
+
+
 async def serve_websocket(proxy: ProxyServer, ws: WebSocket) -> None:
     address = ws.query_params.get("address")
     host = ws.headers.get("host")
-    found = endpoint_from_address(address, proxy.domain) or endpoint_from_address(
-        host, proxy.domain)
+    found = (endpoint_from_address(address, proxy.domain)
+             or _endpoint_from_loopback_port(proxy, address)
+             or endpoint_from_address(host, proxy.domain))
     client_host = ws.client.host if ws.client else ""
     await ws.accept()
     proxy.metrics.connections_total += 1
