@@ -8,6 +8,7 @@ relays bytes without looking at them.
 from __future__ import annotations
 
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from argon.proxy.errors import ProxyError, protocol_error
@@ -190,3 +191,13 @@ def int32(data: bytes, offset: int = 0) -> int:
 
 
 __all__ = ["ProxyError", "StartupMessage", "CancelRequest", "SslRequest", "GssEncRequest"]
+
+
+async def read_message(read_exact: Callable[[int], Awaitable[bytes]],
+                       max_len: int) -> tuple[bytes, bytes]:
+    """One typed message (type, body) of at most ``max_len`` bytes from a byte source."""
+    header = await read_exact(5)
+    kind, length = struct.unpack("!ci", header)
+    if length < 4 or length > max_len:
+        raise protocol_error(f"invalid message length {length}")
+    return kind, await read_exact(length - 4)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Callable
 from typing import Protocol
 
-from argon.proxy.errors import ErrorKind, ProxyError, protocol_error
+from argon.proxy import pq
+from argon.proxy.errors import ErrorKind, ProxyError
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +113,7 @@ class PgSide(asyncio.Protocol):
 
     async def read_message(self, max_len: int) -> tuple[bytes, bytes]:
         """One typed message (type, body) of at most ``max_len`` bytes."""
-        header = await self.read_exact(5)
-        kind, length = struct.unpack("!ci", header)
-        if length < 4 or length > max_len:
-            raise protocol_error(f"invalid message length {length}")
-        return kind, await self.read_exact(length - 4)
+        return await pq.read_message(self.read_exact, max_len)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:

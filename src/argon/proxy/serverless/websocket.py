@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections import deque
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from argon.proxy import pq
 from argon.proxy.errors import ErrorKind, ProxyError, protocol_error
 from argon.proxy.relay import MAX_HANDSHAKE_BUFFER, Peer
 
@@ -73,11 +73,7 @@ class WsChannel:
         return out
 
     async def read_message(self, max_len: int) -> tuple[bytes, bytes]:
-        header = await self.read_exact(5)
-        kind, length = struct.unpack("!ci", header)
-        if length < 4 or length > max_len:
-            raise protocol_error(f"invalid message length {length}")
-        return kind, await self.read_exact(length - 4)
+        return await pq.read_message(self.read_exact, max_len)
 
     # -- writing (also the Peer face the compute side writes to) --------------------------
     def write(self, data: bytes) -> None:
