@@ -35,3 +35,13 @@ def test_times_round_trip_as_aware_utc_and_naive_is_refused(tmp_path: Path) -> N
             conn.execute(t.api_keys.insert().values(name="k2", secret_hash="h2",
                                                     created_at=datetime(2026, 1, 1),
                                                     revoked=False))
+
+
+def test_migrations_produce_exactly_the_declared_tables(tmp_path: Path) -> None:
+    """A change to tables.py without a new revision is caught here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), t.metadata) == []
