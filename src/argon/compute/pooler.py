@@ -168,7 +168,10 @@ class PoolerManager:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 try:
                     s.connect(path)
-                    return
+                    # PgBouncer may accept before writing its pid file; pid() and port()
+                    # read that file, so ready means both.
+                    if self.pid(spec) == proc.pid:
+                        return
                 except OSError:
                     pass
             time.sleep(0.005)
