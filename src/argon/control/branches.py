@@ -21,6 +21,7 @@ from argon.control.schema_diff import SchemaDiff, branch_schema, compare_schema
 from argon.control.timetravel import EphemeralCompute, TimeTravel, parse_point
 from argon.control.rows import branch_from_row, database_from_row, role_from_row
 from argon.control.runtime import EndpointRuntime
+from argon.control.lookup import branch_row, require_project
 from argon.errors import ArgonError, Conflict, InvalidInput, NotFound
 from argon.meta import tables as t
 
@@ -53,14 +54,7 @@ class BranchService:
 
     def row(self, conn: Connection, project_id: str, branch_ref: str):  # type: ignore[no-untyped-def]
         """A branch row by id or by name (the CLI and neonctl accept both)."""
-        if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first() is None:
-            raise NotFound(f"project {project_id!r} not found")
-        row = conn.execute(select(t.branches).where(
-            t.branches.c.project_id == project_id,
-            (t.branches.c.id == branch_ref) | (t.branches.c.name == branch_ref))).first()
-        if row is None:
-            raise NotFound(f"branch {branch_ref!r} not found in project {project_id}")
-        return row
+        return branch_row(conn, project_id, branch_ref)
 
     def _model(self, row) -> Branch:  # type: ignore[no-untyped-def]
         return branch_from_row(row, self.sizes.get(row.timeline_id, 0))
@@ -78,8 +72,7 @@ class BranchService:
             like = f"%{search}%"
             q = q.where(t.branches.c.name.like(like) | t.branches.c.id.like(like))
         with self.ctx.tx() as conn:
-            if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first() is None:
-                raise NotFound(f"project {project_id!r} not found")
+            require_project(conn, project_id)
             if cursor:
                 anchor = conn.execute(select(t.branches.c.created_at).where(
                     t.branches.c.id == cursor)).first()

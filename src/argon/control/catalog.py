@@ -20,6 +20,7 @@ from argon.control.operations import OperationLog
 from argon.control.requests import DatabaseCreate, DatabaseUpdate
 from argon.control.rows import database_from_row, role_from_row
 from argon.control.runtime import EndpointRuntime
+from argon.control.lookup import branch_row
 from argon.errors import Conflict, NotFound
 from argon.meta import tables as t
 from argon.pg.scram import make_verifier
@@ -36,14 +37,7 @@ class _BranchScoped:
         self.endpoints = endpoints
 
     def _branch(self, conn: Connection, project_id: str, branch_ref: str) -> str:
-        if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first() is None:
-            raise NotFound(f"project {project_id!r} not found")
-        bid = conn.execute(select(t.branches.c.id).where(
-            t.branches.c.project_id == project_id,
-            (t.branches.c.id == branch_ref) | (t.branches.c.name == branch_ref))).scalar()
-        if bid is None:
-            raise NotFound(f"branch {branch_ref!r} not found in project {project_id}")
-        return str(bid)
+        return str(branch_row(conn, project_id, branch_ref).id)
 
     def _branch_id(self, project_id: str, branch_ref: str) -> str:
         with self.ctx.tx() as conn:

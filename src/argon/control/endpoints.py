@@ -13,6 +13,7 @@ from argon.control.operations import OperationLog
 from argon.control.requests import EndpointCreate, EndpointUpdate
 from argon.control.rows import endpoint_from_row
 from argon.control.runtime import EndpointRuntime, free_port
+from argon.control.lookup import branch_row, require_project
 from argon.errors import Conflict, InvalidInput, NotFound
 from argon.meta import tables as t
 
@@ -41,19 +42,14 @@ class EndpointService:
 
     def list(self, project_id: str) -> list[Endpoint]:
         with self.ctx.tx() as conn:
-            if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first() is None:
-                raise NotFound(f"project {project_id!r} not found")
+            require_project(conn, project_id)
             rows = conn.execute(select(t.endpoints).where(t.endpoints.c.project_id == project_id)
                                 .order_by(t.endpoints.c.created_at)).all()
         return [self._model(r) for r in rows]
 
     def list_for_branch(self, project_id: str, branch_id: str) -> list[Endpoint]:
         with self.ctx.tx() as conn:
-            branch = conn.execute(select(t.branches.c.id).where(
-                t.branches.c.project_id == project_id,
-                (t.branches.c.id == branch_id) | (t.branches.c.name == branch_id))).scalar()
-            if branch is None:
-                raise NotFound(f"branch {branch_id!r} not found in project {project_id}")
+            branch = branch_row(conn, project_id, branch_id).id
             rows = conn.execute(select(t.endpoints).where(t.endpoints.c.branch_id == branch)
                                 .order_by(t.endpoints.c.created_at)).all()
         return [self._model(r) for r in rows]
@@ -83,11 +79,7 @@ class EndpointService:
             project = conn.execute(select(t.projects).where(t.projects.c.id == project_id)).first()
             if project is None:
                 raise NotFound(f"project {project_id!r} not found")
-            branch = conn.execute(select(t.branches).where(
-                t.branches.c.project_id == project_id,
-                (t.branches.c.id == req.branch_id) | (t.branches.c.name == req.branch_id))).first()
-            if branch is None:
-                raise NotFound(f"branch {req.branch_id!r} not found in project {project_id}")
+            branch = branch_row(conn, project_id, req.branch_id)
             if conn.execute(select(t.endpoints.c.id).where(
                     t.endpoints.c.branch_id == branch.id,
                     t.endpoints.c.type == "read_write")).first():

@@ -10,6 +10,7 @@ from argon.control import ids
 from argon.control.context import ControlContext
 from argon.control.models import Operation, OperationAction, OperationStatus, Page
 from argon.control.rows import operation_from_row
+from argon.control.lookup import require_project
 from argon.errors import NotFound
 from argon.meta import tables as t
 
@@ -81,7 +82,7 @@ class OperationService:
             if anchor is not None:
                 q = q.where(t.operations.c.created_at < anchor.created_at)
         with self.ctx.tx() as conn:
-            _require_project(conn, project_id)
+            require_project(conn, project_id)
             rows = conn.execute(q.limit(limit)).all()
         items = [operation_from_row(r) for r in rows]
         return Page(items, items[-1].id if len(items) == limit else None)
@@ -95,7 +96,3 @@ class OperationService:
             raise NotFound(f"operation {operation_id!r} not found in project {project_id!r}")
         return operation_from_row(row)
 
-
-def _require_project(conn: Connection, project_id: str) -> None:
-    if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first() is None:
-        raise NotFound(f"project {project_id!r} not found")
