@@ -27,10 +27,11 @@ COMPAT_DIR = Path(__file__).resolve().parent
 NODE_MODULES = COMPAT_DIR / "node_modules"
 
 
-def _need_node_modules() -> None:
+def need_node(package: str = "@neondatabase/api-client") -> None:
+    """Skip, saying why, unless node and the npm ``package`` are installed."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed; the npm clients cannot run")
-    if not SPEC_PATH.exists():
+    if not (NODE_MODULES / package).is_dir() or not SPEC_PATH.exists():
         pytest.skip(f"npm packages missing: run 'npm ci' in {COMPAT_DIR}")
 
 
@@ -53,7 +54,7 @@ class RecordedApi:
 
 @pytest.fixture(scope="session")
 def _recording_proxy(argon_env: ArgonEnv) -> Iterator[tuple[RecordingProxy, Recorder]]:
-    _need_node_modules()
+    need_node()
     origin = urlsplit(argon_env.api_url)
     recorder = Recorder()
     with RecordingProxy(f"{origin.scheme}://{origin.netloc}", recorder) as proxy:

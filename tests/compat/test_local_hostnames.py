@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from tests.compat.conftest import Neonctl, _need_node_modules
+from tests.compat.conftest import Neonctl, need_node
 from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
 
 
@@ -34,7 +34,7 @@ def domain_env() -> Iterator[ArgonEnv]:
     if not localhost_names_resolve():
         pytest.skip("*.localhost names do not resolve on this machine (install "
                     "libnss-myhostname or use systemd-resolved)")
-    _need_node_modules()
+    need_node()
     env = make_env("localhost-domain", ["--domain", "localhost"])
     env.start()
     try:

@@ -23,7 +23,7 @@ import pytest
 from psycopg import errors
 
 from tests.compat.conftest import run_node_script
-from tests.compat.test_serverless_driver import ep_host_uri, need_node
+from tests.compat.test_serverless_driver import ep_host_uri, need_serverless
 from tests.fixtures.argon_env import ArgonEnv
 
 pytestmark = pytest.mark.timeout(300)
@@ -121,7 +121,7 @@ def node_client(kind: str, ep_host: bool = False) -> Client:
     """``ep_host``: connect as ``ep-x.argon.test`` (the WebSocket path cannot use the
     printed ``127.0.0.1:<port>`` yet: see the xfail in test_serverless_driver)."""
     def run(env: ArgonEnv, project: dict[str, Any]) -> list[tuple[Any, ...]]:
-        need_node()
+        need_serverless()
         uri = project["uri"]
         if ep_host:
             uri = ep_host_uri(uri, project["endpoint"])

@@ -5,7 +5,6 @@ the same query run directly with psycopg over the API's connection string."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -14,17 +13,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.compat.conftest import NODE_MODULES, NodeResult, run_node_script
+from tests.compat.conftest import NodeResult, need_node, run_node_script
 from tests.fixtures.argon_env import ArgonEnv
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def need_node() -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed; the npm clients cannot run")
-    if not (NODE_MODULES / "@neondatabase" / "serverless").is_dir():
-        pytest.skip(f"npm packages missing: run 'npm ci' in {NODE_MODULES.parent}")
+def need_serverless() -> None:
+    need_node("@neondatabase/serverless")
 
 
 def ep_host_uri(uri: str, endpoint_id: str) -> str:
@@ -39,7 +35,7 @@ def ep_host_uri(uri: str, endpoint_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def project(argon_env: ArgonEnv) -> Iterator[dict[str, Any]]:
-    need_node()
+    need_serverless()
     r = argon_env.api("POST", "/projects",
                       json={"project": {"name": f"driver-{uuid.uuid4().hex[:8]}"}})
     assert r.status_code == 201, r.text

@@ -7,12 +7,12 @@ service calls run in worker threads so the proxy's event loop never waits on the
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 
 from sqlalchemy import select
 
 from argon.control.services import Services
-from argon.errors import InvalidInput, NotFound
+from argon.control.timetravel import parse_timestamp
+from argon.errors import NotFound
 from argon.meta import tables as t
 
 
@@ -74,14 +74,3 @@ class ControlProxyBackend:
         self._ports = ports
         return ports
 
-
-def parse_timestamp(text: str) -> datetime:
-    """An ISO-8601 time with its zone (``2026-11-25T10:00:00Z``), as neonctl writes it."""
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"neon_timestamp {text!r} is not an ISO-8601 time, e.g. "
-                           "2026-11-25T10:00:00Z") from None
-    if when.tzinfo is None:
-        raise InvalidInput("neon_timestamp needs a time zone, e.g. 2026-11-25T10:00:00Z")
-    return when

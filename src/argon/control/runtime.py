@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import psycopg
 from sqlalchemy import select, update
@@ -118,7 +117,7 @@ class EndpointRuntime:
             op = self.oplog.begin(conn, row.project_id, OperationAction.START_COMPUTE,
                                   branch_id=row.branch_id, endpoint_id=endpoint_id)
         port = free_port()
-        spec = _with_port(spec, port)
+        spec = replace(spec, port=port)
         try:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             self.ctx.computes.start(spec)
@@ -210,14 +209,3 @@ class EndpointRuntime:
             last = self._last_seen.get(endpoint_id)
         return None if last is None else time.monotonic() - last
 
-
-def _with_port(spec: ComputeSpec, port: int) -> ComputeSpec:
-    return replace(spec, port=port)
-
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

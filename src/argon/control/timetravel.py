@@ -33,6 +33,18 @@ logger = logging.getLogger(__name__)
 EPHEMERAL_PREFIX = "ep-tt-"
 
 
+def parse_timestamp(text: str) -> datetime:
+    """An ISO-8601 time with its zone (``2026-11-25T10:00:00Z``), as neonctl writes it."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an ISO-8601 time, e.g. 2026-11-25T10:00:00Z"
+                           ) from None
+    if when.tzinfo is None:
+        raise InvalidInput(f"time {text!r} needs a time zone, e.g. 2026-11-25T10:00:00Z")
+    return when
+
+
 def parse_point(lsn: str | None, timestamp: datetime | None) -> PointInTime | None:
     """Neon's pair of optional fields; giving both is an error, neither means the head."""
     if lsn is None and timestamp is None:
