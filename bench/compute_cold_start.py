@@ -67,9 +67,10 @@ def main() -> None:
     mgr = ComputeManager(owner)
     install = choose_install(args.pg_version).accessible_for(owner.uid, root / "pgbin")
     spec = ComputeSpec("ep-bench", root / "pgdata", install, free_port(),
-                       socket_dir_for(root, "ep-bench"), root / "ep-bench.log")
+                       socket_dir_for(root, "ep-bench"), root / "ep-bench.log",
+                       admin_password="bench-admin-password")
     try:
-        initdb(install, spec.pgdata, owner)
+        initdb(install, spec.pgdata, owner, spec.admin_password)
         mgr.start(spec)   # the first start moves initdb's config aside: not measured
         mgr.stop(spec)
         times: list[float] = []

@@ -15,7 +15,6 @@ import argparse
 import os
 import subprocess
 import sys
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path

@@ -18,7 +18,6 @@ import contextlib
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time

@@ -31,7 +31,7 @@ from argon.pg import Lsn, choose_install, pg_os_user  # noqa: E402
 from argon.storage import Storage  # noqa: E402
 from argon.storage.drivers import CopyDriver, ReflinkDriver  # noqa: E402
 from argon.storage.pitr import PointInTime, choose_snapshot  # noqa: E402
-from bench.report import p50, table, write_section  # noqa: E402
+from bench.report import table, write_section  # noqa: E402
 from tests.fixtures.common import TEST_ROOT  # noqa: E402
 from tests.fixtures.storage import start_timeline, wait_promoted  # noqa: E402
 from tests.fixtures.xfs import XfsUnavailable, xfs_mount  # noqa: E402

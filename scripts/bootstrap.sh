@@ -16,4 +16,20 @@ argon_bootstrap() {
     "$argon_venv/bin/pip" install --quiet --disable-pip-version-check -e "$argon_root[test]"
     touch "$argon_stamp"
   fi
+  # Argon's preload library (pgext/argon) for each Postgres install; fast when up to date.
+  # Without it computes start without its features (privileged extensions, FILECACHE).
+  "$argon_root/scripts/build-pgext.sh" \
+    || echo "argon: scripts/build-pgext.sh failed; computes start without pgext/argon" >&2
+}
+
+# Pooled (-pooler) hosts need PgBouncer >= 1.21; as root, build Debian 13's source once
+# where the system's is older (Debian 12 ships 1.18). Fast when one is there already.
+argon_pgbouncer() {
+  if [ "$(id -u)" = 0 ]; then
+    "$argon_root/scripts/pgbouncer.sh" >/dev/null \
+      || echo "argon: no PgBouncer >= 1.21; pooled hosts are unavailable" >&2
+  else
+    "$argon_root/scripts/pgbouncer.sh" >/dev/null 2>&1 \
+      || echo "argon: no PgBouncer >= 1.21 (run scripts/pgbouncer.sh as root); pooled hosts are unavailable" >&2
+  fi
 }

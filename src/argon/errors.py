@@ -6,6 +6,8 @@ user-facing answers in one place each; ``code`` and ``status`` follow Neon's API
 
 from __future__ import annotations
 
+import errno
+
 
 class ArgonError(Exception):
     """Base of every error Argon raises on purpose."""
@@ -50,3 +52,37 @@ class Unavailable(ArgonError):
 
     code = "UNAVAILABLE"
     status = 503
+
+
+class InsufficientStorage(ArgonError):
+    """The home's filesystem lacks the space an operation needs (HTTP 507, as WebDAV
+    defines it: the request may succeed once space is freed, so clients may retry)."""
+
+    code = "INSUFFICIENT_STORAGE"
+    status = 507
+
+
+_SQLITE_FULL = 13
+_DISK_FULL_SQLSTATE = "53100"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or anything it was raised from) means "no space left": ENOSPC or
+    EDQUOT from the OS, SQLite's SQLITE_FULL, or Postgres's SQLSTATE 53100."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, InsufficientStorage):
+            return True
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+            return True
+        if getattr(current, "sqlstate", None) == _DISK_FULL_SQLSTATE:
+            return True
+        orig = getattr(current, "orig", None)   # SQLAlchemy keeps the driver's error here
+        current = (current.__cause__ or current.__context__
+                   or (orig if isinstance(orig, BaseException) else None))
+    return False

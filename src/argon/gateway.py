@@ -39,6 +39,8 @@ class Gateway:
         self._http: Any = None
         self._http_task: asyncio.Task[None] | None = None
         self._sql: Any = None
+        self.https: Any = None                # an argon.proxy.http.HttpServer when on
+        self.https_note: str | None = None    # why HTTPS is off, for `argon start`
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -60,7 +62,7 @@ class Gateway:
         if self.settings.domain:
             return
         async with self._sync_lock:
-            wanted = await asyncio.to_thread(self.backend.endpoint_ports)
+            wanted = await self.backend.workers.run_quick(self.backend.endpoint_ports)
             current = set(self.proxy._by_port)  # noqa: SLF001 - the proxy's own registry
             for port in current - wanted.keys():
                 await self.proxy.remove_endpoint_listener(port)
@@ -95,7 +97,8 @@ class Gateway:
 
     async def _start_http(self) -> None:
         try:
-            from argon.proxy.http import attach_sniffing, create_http_app  # noqa: PLC0415
+            from argon.proxy.http import (  # noqa: PLC0415
+                attach_sniffing, create_http_app, http_config)
         except ImportError:
             logger.warning("HTTP/WebSocket side of the proxy not available in this build")
             return
@@ -104,15 +107,16 @@ class Gateway:
         from argon.proxy.serverless.sql_over_http import (  # noqa: PLC0415
             ScramSqlResolver, SqlOverHttpHandler)
 
-        resolver = ScramSqlResolver(self.endpoint_for, self.backend.role_secret, self._wake_sql)
+        resolver = ScramSqlResolver(self.endpoint_for, self.backend.role_secret, self._wake_sql,
+                                    ip_allowed=self.backend.ip_allowed)
         sql = self._sql = SqlOverHttpHandler(resolver)
         app = create_http_app(self.proxy, sql)
         # Neon Local serves /sql and the Postgres protocol on one port; so do we: HTTP
         # requests arriving on the Postgres port are recognised by their first bytes.
         attach_sniffing(self.proxy, app)
-        config = uvicorn.Config(app, host=self.settings.listen_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="off", loop="none",
-                                ws="websockets-sansio")
+        # Header, body and handshake deadlines and the shared HTTP connection cap.
+        config = http_config(app, host=self.settings.listen_host, port=self.settings.http_port,
+                             loop="none")
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None
         self._http_task = asyncio.create_task(self._http.serve())
@@ -121,9 +125,31 @@ class Gateway:
                 await self._http_task
                 return
             await asyncio.sleep(0.02)
+        await self._start_https(app)
+
+    async def _start_https(self, app: Any) -> None:
+        """HTTPS on 443 (or --https-port) for the serverless driver's default URLs."""
+        from argon.proxy.https import (  # noqa: PLC0415
+            choose_https_port, https_hosts, start_https_server)
+        s = self.settings
+        port, self.https_note = choose_https_port(s.https_port, s.domain, s.http_port)
+        if not port:
+            if self.https_note:
+                logger.warning("%s", self.https_note)
+            return
+        try:
+            self.https = await start_https_server(app, self.tls, https_hosts(s.listen_host),
+                                                  port)
+        except InvalidInput as exc:
+            if s.https_port is not None:
+                raise   # asked for explicitly: refuse to start without it
+            self.https_note = f"HTTPS is off: {exc.message}"
+            logger.warning("%s", self.https_note)
 
     async def stop(self) -> None:
         self.services.ctx.on_endpoints_changed = lambda: None
+        if self.https is not None:
+            await self.https.stop()
         if self._http is not None:
             self._http.should_exit = True
             if self._http_task is not None:

@@ -23,8 +23,10 @@ import uvicorn
 
 from argon.control import Services, build_services
 from argon.control.requests import ProjectCreate
+from argon.descriptors import raise_nofile_limit
 from argon.errors import ArgonError, Unavailable
-from argon.home import BOOTSTRAP_KEY_FILE, STATE_FILE, write_private
+from argon.home import BOOTSTRAP_KEY_FILE, STATE_FILE, set_private_umask, write_private
+from argon.http_guard import configure_process_guard, process_guard
 from argon.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -113,8 +115,14 @@ class Platform:
 
     def prepare(self) -> StartupReport:
         """Everything before serving: lock, metadata, repair, bootstrap key, default project."""
+        # Parents of a new home keep the usual modes (the Postgres account must cross
+        # them); what Argon and its children create inside is private (argon.home).
         self.settings.home.mkdir(parents=True, exist_ok=True)
+        set_private_umask()
         self.lock.acquire()
+        # Computes, PgBouncers and clients all need descriptors: take what the hard limit
+        # allows, and cap HTTP connections so a reserve stays for Postgres clients.
+        configure_process_guard(raise_nofile_limit())
         services = self.services = build_services(self.settings)
         repairs = services.repair()
         key = bootstrap_key(services)
@@ -140,8 +148,10 @@ class Platform:
         app.include_router(argon_router, prefix="/api/v2")
         app.add_route("/metrics", metrics_endpoint(services, self._proxy_metrics),
                       methods=["GET"], include_in_schema=False)
+        # The API shares the HTTP guard (deadlines, connection cap) with /sql and WebSocket.
         config = uvicorn.Config(app, host=self.settings.listen_host, port=self.settings.api_port,
-                                log_level="warning", lifespan="on", loop="none")
+                                log_level="warning", lifespan="on", loop="none",
+                                **process_guard().protocols())
         api = uvicorn.Server(config)
         api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._servers.append(api)
@@ -176,7 +186,20 @@ class Platform:
         write_private(s.home / STATE_FILE, json.dumps({
             "pid": os.getpid(), "api_url": f"http://{s.listen_host}:{s.api_port}/api/v2",
             "api_port": s.api_port, "pg_port": s.pg_port, "http_port": s.http_port,
-            "listen_host": s.listen_host, "domain": s.domain}))
+            "listen_host": s.listen_host, "domain": s.domain,
+            "https_port": self._https_port()}))
+
+    def _https_port(self) -> int:
+        https = getattr(self._proxy, "https", None)
+        return int(https.port) if https is not None else 0
+
+    def startup_notes(self) -> list[str]:
+        """Host mode, HTTPS, name resolution and CA trust, for `argon start`."""
+        from argon.neon_style import startup_notes  # noqa: PLC0415
+        s = self.settings
+        tls = getattr(self._proxy, "tls", None)
+        return startup_notes(s.domain, self._https_port(), getattr(self._proxy, "https_note",
+                             None), s.pg_port, s.http_port, getattr(tls, "ca_file", None))
 
     def shutdown(self) -> int:
         """Stop the reconciler and every compute; returns how many computes stopped."""

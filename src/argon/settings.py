@@ -10,6 +10,10 @@ DEFAULT_API_PORT = 4400
 DEFAULT_PG_PORT = 55432   # not 5432: a system Postgres may be there
 DEFAULT_HTTP_PORT = 4444
 DEFAULT_SUSPEND_TIMEOUT = 300
+# The Neon-style mode's domain when none is given: two labels under .localhost, so a
+# wildcard is never needed and glibc (nss-myhostname) and systemd-resolved send every
+# name under it to loopback without setup.
+NEON_STYLE_DOMAIN = "argon.localhost"
 
 
 def default_home() -> Path:
@@ -32,6 +36,9 @@ class Settings:
     # With a domain that has wildcard DNS, endpoint hosts are ep-x.<domain> (SNI routing);
     # without one (the default), each endpoint gets a stable loopback port instead.
     domain: str | None = None
+    # HTTPS for /sql and WebSocket where Neon's serverless driver looks (443): None picks
+    # 443 in the domain mode when Argon may bind it, 0 turns it off.
+    https_port: int | None = None
     clone_driver: str = "auto"
     default_suspend_timeout: int = DEFAULT_SUSPEND_TIMEOUT
     reconcile_interval: float = 1.0

@@ -35,7 +35,8 @@ def domain_env() -> Iterator[ArgonEnv]:
         pytest.skip("*.localhost names do not resolve on this machine (install "
                     "libnss-myhostname or use systemd-resolved)")
     need_node()
-    env = make_env("localhost-domain", ["--domain", "localhost"])
+    # HTTPS off: only tests/compat/test_neon_style_hosts.py binds port 443
+    env = make_env("localhost-domain", ["--domain", "localhost", "--https-port", "0"])
     env.start()
     try:
         yield env

@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse
 
 from argon.api.deps import authenticate
 from argon.api.errors import RequestIdMiddleware, install_error_handlers
-from argon.api.routes import account, branches, databases, endpoints, operations, projects, roles
+from argon.api.routes import (account, branches, consumption, databases, endpoints,
+                              operations, organizations, permissions, projects, roles,
+                              unavailable)
 from argon.api.schemas.common import GeneralError as GeneralErrorModel
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,15 @@ always empty.  Accepted but ignored: `org_id`, `provisioner`, `region_id` on
 endpoints, `store_passwords`, `archived`, `annotation_value`, `pgbouncer_settings`,
 `passwordless_access`, `name` on endpoints, `sort_by`/`sort_order` (echoed),
 `include_deleted`, `hard_delete`.
+
+One machine, one account: `GET /auth` reports the local user (`api_key_user`);
+`GET /users/me/organizations` reports one local organization that owns every project.
+Regions: Neon's region ids (`aws-us-east-2`, `azure-gwc`, ...) are accepted as names of
+the one local region; a project keeps the id it was created with (`region_id` echoes
+it), and `GET /regions` lists them all with `local` as the default.  Project permissions
+are recorded and listed but change no access (every API key reaches every project).
+Consumption history reports what Argon measures (compute run time, CU seconds, WAL
+written, bytes on disk); see each call's description.
 """
 
 
@@ -68,7 +79,8 @@ def create_app(services: Any, *, proxy_host: str | None = None) -> FastAPI:
     auth = [Depends(authenticate)]
     for router in (projects.router, branches.router, databases.router, roles.router,
                    endpoints.router, operations.router, account.api_keys, account.users,
-                   account.regions):
+                   account.regions, unavailable.router, organizations.router,
+                   permissions.router, consumption.router):
         app.include_router(router, prefix=API_PREFIX, dependencies=auth,
                            responses={"default": {"model": GeneralErrorModel,
                                                   "description": "General error"}})

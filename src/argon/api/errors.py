@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from argon.errors import ArgonError
+from argon.errors import ArgonError, is_disk_full
 from argon.logs import request_id
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 _HTTP_CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
                405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
-               415: "UNSUPPORTED_MEDIA_TYPE", 423: "LOCKED", 503: "UNAVAILABLE"}
+               415: "UNSUPPORTED_MEDIA_TYPE", 423: "LOCKED", 503: "UNAVAILABLE",
+               507: "INSUFFICIENT_STORAGE"}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,7 +99,15 @@ class RequestIdMiddleware:
         except _BodyTooLarge:
             if not started:
                 await self._reply(send_with_id, 413, "PAYLOAD_TOO_LARGE", _too_large(), rid)
-        except Exception:
+        except Exception as exc:
+            if is_disk_full(exc):
+                # e.g. the metadata database could not grow: a state, not a bug.
+                logger.warning("disk full in %s %s (request id %s): %s", scope.get("method"),
+                               scope.get("path"), rid, exc)
+                if not started:
+                    await self._reply(send_with_id, 507, "INSUFFICIENT_STORAGE",
+                                      _disk_full(), rid)
+                return
             logger.exception("unhandled error in %s %s (request id %s)",
                              scope.get("method"), scope.get("path"), rid)
             if not started:
@@ -113,6 +122,12 @@ class RequestIdMiddleware:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def _disk_full() -> str:
+    return ("the filesystem holding Argon's home is full, so this request could not be "
+            "completed; free space on it (delete branches or projects you no longer need, "
+            "or grow the filesystem), then retry")
 
 
 def _too_large() -> str:
@@ -133,6 +148,11 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ArgonError)
     async def _argon(request: Request, exc: ArgonError) -> JSONResponse:
+        if exc.status == 500 and is_disk_full(exc):
+            # A generic failure whose cause was a full disk (e.g. wrapped by a rollback).
+            logger.warning("disk full: %s", exc.message)
+            return JSONResponse(error_body("INSUFFICIENT_STORAGE", _disk_full(),
+                                           request_id_of(request)), status_code=507)
         if exc.status >= 500:
             logger.warning("%s: %s", exc.code, exc.message)
         return JSONResponse(error_body(exc.code, exc.message, request_id_of(request)),

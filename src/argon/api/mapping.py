@@ -18,6 +18,7 @@ from argon.api.schemas import endpoints as we
 from argon.api.schemas import projects as wp
 from argon.control import models as m
 from argon.control import requests as r
+from argon.control.organization import ORG_ID
 
 PROVISIONER = "k8s-pod"  # one plain Postgres process per endpoint; no autoscaling VM
 CREATION_SOURCE = "argon"
@@ -60,6 +61,7 @@ def _project_common(p: m.Project, proxy_host: str) -> dict[str, Any]:
         store_passwords=True, cpu_used_sec=0, creation_source=CREATION_SOURCE,
         created_at=p.created_at, updated_at=p.updated_at,
         synthetic_storage_size=p.synthetic_storage_size, owner_id=p.owner_id,
+        org_id=ORG_ID,   # the one local organization owns every project
         history_retention_seconds=p.history_retention_seconds,
     )
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from argon.errors import ArgonError, Unavailable
 from argon.home import BOOTSTRAP_KEY_FILE, read_state
+
+
+def api_path(*parts: str) -> str:
+    """``/a/b/c`` from path segments, each percent-encoded as one segment: a user's
+    argument (``../api_keys/3``, a role named ``a/b``) can never become another route.
+    Dots are encoded too, since clients resolve bare ``.`` and ``..`` segments."""
+    return "".join("/" + quote(str(p), safe="").replace(".", "%2E") for p in parts)
 
 
 class ApiError(ArgonError):
@@ -67,7 +75,7 @@ class ApiClient:
         return str(projects[0]["id"])
 
     def branch(self, project_id: str, ref: str | None) -> dict[str, Any]:
-        branches = self.call("GET", f"/projects/{project_id}/branches")["branches"]
+        branches = self.call("GET", api_path("projects", project_id, "branches"))["branches"]
         for b in branches:
             if (ref is None and b.get("default")) or ref in (b["id"], b["name"]):
                 return b  # type: ignore[no-any-return]

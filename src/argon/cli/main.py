@@ -12,11 +12,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from argon.cli.client import ApiClient
+from argon.cli.client import ApiClient, api_path
 from argon.cli.output import console, emit, err_console
 from argon.errors import ArgonError
-from argon.settings import (DEFAULT_API_PORT, DEFAULT_HTTP_PORT, DEFAULT_PG_PORT, Settings,
-                            default_home)
+from argon.settings import (DEFAULT_API_PORT, DEFAULT_HTTP_PORT, DEFAULT_PG_PORT,
+                            NEON_STYLE_DOMAIN, Settings, default_home)
 
 app = typer.Typer(help="Argon: self-hosted, Neon-compatible serverless Postgres.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -58,10 +58,17 @@ def start(
     listen_host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     domain: Annotated[str | None, typer.Option(help="Domain with wildcard DNS for endpoint "
                                                "hosts (ep-x.<domain>); default: loopback ports.")] = None,
+    neon_style: Annotated[bool, typer.Option(help="Neon-style hosts under argon.localhost "
+                                             "(--domain argon.localhost) for Neon's tools "
+                                             "unchanged.")] = False,
+    https_port: Annotated[int | None, typer.Option(help="HTTPS port for /sql and WebSocket "
+                                                   "(0: off; default 443 with a domain "
+                                                   "when Argon may bind it).")] = None,
     clone_driver: Annotated[str, typer.Option(help="auto, reflink or copy.")] = "auto",
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
 ) -> None:
     """Start Argon in the foreground; Ctrl-C or SIGTERM stops everything cleanly."""
+    from argon.home import set_private_umask  # noqa: PLC0415
     from argon.logs import setup_logging  # noqa: PLC0415
     from argon.server import Platform  # noqa: PLC0415
 
@@ -70,10 +77,16 @@ def start(
             fail(f"{name} must be a port number from 1 to 65535, not {port}")
     if clone_driver not in ("auto", "reflink", "copy"):
         fail("--clone-driver must be auto, reflink or copy")
+    if https_port is not None and not 0 <= https_port <= 65535:
+        fail(f"--https-port must be 0 (off) or a port number up to 65535, not {https_port}")
+    if neon_style and domain is None:
+        domain = NEON_STYLE_DOMAIN
+    home.mkdir(parents=True, exist_ok=True)  # its parents with the usual modes
+    set_private_umask()  # then private, before the first file: Argon's log
     setup_logging(log_level, home)
     settings = Settings(home=home.resolve(), listen_host=listen_host, api_port=api_port,
                         pg_port=pg_port, http_port=http_port, domain=domain,
-                        clone_driver=clone_driver)
+                        https_port=https_port, clone_driver=clone_driver)
     platform = Platform(settings)
     try:
         with console.status("preparing the home, metadata and default project..."):
@@ -94,6 +107,8 @@ def start(
         console.print(f"  API key      {report.api_key}   (also in {home}/secrets/bootstrap_api_key)")
         if report.default_connection_uri:
             console.print(f"  default project: {report.default_connection_uri}")
+        for line in platform.startup_notes():
+            console.print(line, markup=False, highlight=False)
         console.print("Press Ctrl-C to stop.")
         sys.stdout.flush()
 
@@ -110,6 +125,17 @@ def _run(coro: Any) -> None:
     """Run on uvloop (the proxy's hot path relies on it)."""
     import uvloop  # noqa: PLC0415
     uvloop.run(coro)
+
+
+@app.command()
+def doctor(home: HomeOpt, as_json: JsonOpt = False) -> None:
+    """Try what clients try: resolve the Neon-style names, open the ports, verify TLS."""
+    from argon.doctor import as_json as render_json  # noqa: PLC0415
+    from argon.doctor import render, run_checks  # noqa: PLC0415
+    checks = run_checks(home)
+    print(render_json(checks) if as_json else render(checks))
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -180,7 +206,7 @@ def projects_create(home: HomeOpt, name: Annotated[str | None, typer.Option(help
 def projects_delete(project_id: str, home: HomeOpt, as_json: JsonOpt = False,
                     api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
     """Delete a project, its branches and computes."""
-    data = _client(home, api_url, api_key).call("DELETE", f"/projects/{project_id}")
+    data = _client(home, api_url, api_key).call("DELETE", api_path("projects", project_id))
     emit(data, True) if as_json else console.print(f"deleted project {project_id}")
 
 
@@ -195,7 +221,7 @@ def branches_list(home: HomeOpt, project_id: ProjectOpt = None, as_json: JsonOpt
                   api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
     """List branches of a project."""
     c = _client(home, api_url, api_key)
-    data = c.call("GET", f"/projects/{_project(c, project_id)}/branches")
+    data = c.call("GET", api_path("projects", _project(c, project_id), "branches"))
     emit(data["branches"], as_json,
          ["id", "name", "default", "current_state", "parent_id", "parent_lsn", "created_at"])
 
@@ -250,7 +276,7 @@ def branches_create(home: HomeOpt, name: Annotated[str | None, typer.Option(help
         branch["protected"] = True
     body = {"branch": branch, "endpoints": [] if no_compute else [{"type": "read_write"}]}
     with console.status("creating branch..."):
-        data = c.call("POST", f"/projects/{pid}/branches", json=body)
+        data = c.call("POST", api_path("projects", pid, "branches"), json=body)
     if as_json:
         emit(data, True)
         return
@@ -261,12 +287,14 @@ def branches_create(home: HomeOpt, name: Annotated[str | None, typer.Option(help
         console.print(f"  {uri['connection_uri']}")
 
 
-def _branch_call(method: str, suffix: str, ref: str, home: Path, project_id: str | None,
-                 api_url: str | None, api_key: str | None, **kw: Any) -> Any:
+def _branch_call(method: str, action: str | None, ref: str, home: Path,
+                 project_id: str | None, api_url: str | None, api_key: str | None,
+                 **kw: Any) -> Any:
     c = _client(home, api_url, api_key)
     pid = _project(c, project_id)
     bid = c.branch(pid, ref)["id"]
-    return c.call(method, f"/projects/{pid}/branches/{bid}{suffix}", **kw)
+    path = api_path("projects", pid, "branches", bid, *([action] if action else []))
+    return c.call(method, path, **kw)
 
 
 @branches_app.command("delete")
@@ -274,7 +302,7 @@ def branches_delete(branch: str, home: HomeOpt, project_id: ProjectOpt = None,
                     as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
                     api_key: ApiKeyOpt = None) -> None:
     """Delete a branch (refused for the default branch and for a branch with children)."""
-    data = _branch_call("DELETE", "", branch, home, project_id, api_url, api_key)
+    data = _branch_call("DELETE", None, branch, home, project_id, api_url, api_key)
     emit(data, True) if as_json else console.print(f"deleted branch {branch}")
 
 
@@ -283,7 +311,7 @@ def branches_rename(branch: str, new_name: str, home: HomeOpt, project_id: Proje
                     as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
                     api_key: ApiKeyOpt = None) -> None:
     """Rename a branch."""
-    data = _branch_call("PATCH", "", branch, home, project_id, api_url, api_key,
+    data = _branch_call("PATCH", None, branch, home, project_id, api_url, api_key,
                         json={"branch": {"name": new_name}})
     emit(data, True) if as_json else console.print(f"renamed branch {branch} to {new_name}")
 
@@ -293,7 +321,7 @@ def branches_set_default(branch: str, home: HomeOpt, project_id: ProjectOpt = No
                          as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
                          api_key: ApiKeyOpt = None) -> None:
     """Make a branch the project's default branch."""
-    data = _branch_call("POST", "/set_as_default", branch, home, project_id, api_url, api_key)
+    data = _branch_call("POST", "set_as_default", branch, home, project_id, api_url, api_key)
     emit(data, True) if as_json else console.print(f"{branch} is now the default branch")
 
 
@@ -312,7 +340,7 @@ def _restore(c: ApiClient, pid: str, target: str, source: str, point: dict[str, 
     if preserve:
         body["preserve_under_name"] = preserve
     with console.status("restoring branch..."):
-        return c.call("POST", f"/projects/{pid}/branches/{bid}/restore", json=body)
+        return c.call("POST", api_path("projects", pid, "branches", bid, "restore"), json=body)
 
 
 @branches_app.command("restore")
@@ -372,7 +400,7 @@ def branches_schema_diff(home: HomeOpt,
     pid = _project(c, project_id)
     base_ref, base_point = split_point(base) if base else (None, {})
     if compare is None:
-        branches = c.call("GET", f"/projects/{pid}/branches")["branches"]
+        branches = c.call("GET", api_path("projects", pid, "branches"))["branches"]
         default = next((b for b in branches if b.get("default")), None)
         if default is None:
             fail("the project has no default branch; name the branch to compare")
@@ -384,7 +412,8 @@ def branches_schema_diff(home: HomeOpt,
         params["base_branch_id"] = c.branch(pid, base_ref)["id"]
     params.update(cmp_point)
     params.update({f"base_{k}": v for k, v in base_point.items()})
-    data = c.call("GET", f"/projects/{pid}/branches/{bid}/compare_schema", params=params)
+    data = c.call("GET", api_path("projects", pid, "branches", bid, "compare_schema"),
+                  params=params)
     if as_json:
         emit(data, True)
         return
@@ -399,14 +428,15 @@ def endpoints_list(home: HomeOpt, project_id: ProjectOpt = None, as_json: JsonOp
                    api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
     """List endpoints of a project."""
     c = _client(home, api_url, api_key)
-    data = c.call("GET", f"/projects/{_project(c, project_id)}/endpoints")
+    data = c.call("GET", api_path("projects", _project(c, project_id), "endpoints"))
     emit(data["endpoints"], as_json, ["id", "branch_id", "type", "current_state", "host"])
 
 
 def _endpoint_action(action: str, endpoint_id: str, home: Path, project_id: str | None,
                      as_json: bool, api_url: str | None, api_key: str | None) -> None:
     c = _client(home, api_url, api_key)
-    data = c.call("POST", f"/projects/{_project(c, project_id)}/endpoints/{endpoint_id}/{action}")
+    data = c.call("POST", api_path("projects", _project(c, project_id), "endpoints",
+                                    endpoint_id, action))
     emit(data, True) if as_json else console.print(
         f"{endpoint_id}: {data['endpoint']['current_state']}")
 
@@ -432,14 +462,14 @@ def endpoints_suspend(endpoint_id: str, home: HomeOpt, project_id: ProjectOpt = 
 def _connection_uri(c: ApiClient, pid: str, branch: str | None, pooled: bool,
                     database: str | None, role: str | None) -> str:
     b = c.branch(pid, branch)
-    dbs = c.call("GET", f"/projects/{pid}/branches/{b['id']}/databases")["databases"]
+    dbs = c.call("GET", api_path("projects", pid, "branches", b["id"], "databases"))["databases"]
     if not dbs and database is None:
         raise ArgonError(f"branch {b['name']} has no database")
     db = database or dbs[0]["name"]
     owner = role or next((d["owner_name"] for d in dbs if d["name"] == db), None)
     if owner is None:
         raise ArgonError(f"database {db!r} not found on branch {b['name']}")
-    data = c.call("GET", f"/projects/{pid}/connection_uri",
+    data = c.call("GET", api_path("projects", pid, "connection_uri"),
                   params={"branch_id": b["id"], "database_name": db, "role_name": owner,
                           "pooled": str(pooled).lower()})
     return str(data["uri"])

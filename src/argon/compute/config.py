@@ -20,11 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from argon.compute import pgext, user_settings
 from argon.compute.spec import ComputeSpec
 from argon.errors import InvalidInput
 from argon.pg import OsUser
 
 HEADER = "# managed by Argon: rewritten at every start, do not edit (use endpoint settings)"
+SUPERUSER = "cloud_admin"
 BASE_CONF = "postgresql.base.conf"
 STORAGE_CONF = "argon.storage.conf"
 
@@ -60,8 +62,6 @@ MEMORY_TABLE: tuple[MemoryRow, ...] = (
 # Keys storage writes in argon.storage.conf, and recovery keys: never per endpoint.
 STORAGE_KEYS = re.compile(r"^(archive_.*|restore_command|recovery_.*|basic_archive\..*|"
                           r"primary_conninfo|primary_slot_name|promote_trigger_file)$")
-
-GUC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 # Facts that differ per Postgres major version, as data (not scattered ifs).
 # allow_alter_system (17+): postgresql.auto.conf is read after this file and would
@@ -111,6 +111,7 @@ def enforced_settings(spec: ComputeSpec) -> dict[str, str]:
         "hot_standby": "on",
         "huge_pages": "off",                       # predictable memory, no fallback probe
     }
+    out.update(pgext.preload_settings(spec.install))  # pg_stat_statements, argon.so
     out.update(_version_settings(spec.install.version))
     return out
 
@@ -121,16 +122,12 @@ def quote(value: str) -> str:
 
 
 def check_user_settings(settings: Mapping[str, str], enforced: Mapping[str, str]) -> None:
-    for name, value in settings.items():
-        if not GUC_NAME.match(name):
-            raise InvalidInput(f"invalid Postgres setting name {name!r}: use letters, digits, "
-                               "underscores and at most one dot")
-        lowered = name.lower()
-        if lowered in enforced or STORAGE_KEYS.match(lowered):
+    """Defensive: the API checks the allow-list when settings are stored; a row from
+    before that check must not reach postgresql.conf either."""
+    for name in user_settings.check(settings):
+        if name in enforced or STORAGE_KEYS.match(name):  # never on the list; belt and braces
             raise InvalidInput(f"Postgres setting {name!r} is managed by Argon and cannot be "
                                "set per endpoint; remove it from pg_settings")
-        if "\n" in value or "\r" in value or "\0" in value:
-            raise InvalidInput(f"Postgres setting {name!r} has a value with a line break")
 
 
 def render_config(spec: ComputeSpec) -> str:
@@ -158,18 +155,26 @@ def render_config(spec: ComputeSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_hba() -> str:
-    """Trust on the private socket directory; SCRAM on loopback TCP."""
+def render_hba(*, bootstrap: bool = False) -> str:
+    """SCRAM for everyone, on the socket and on loopback TCP: nobody is trusted.
+
+    ``bootstrap`` adds one line trusting ``cloud_admin`` on the private (0700) socket,
+    used only while Argon sets cloud_admin's password in a data directory made before
+    it had one (see ``process.ComputeManager``); the final file replaces it at once.
+    """
     rows = [
-        ("local", "all", "all", "", "trust"),
-        ("local", "replication", "all", "", "trust"),
+        ("local", "all", "all", "", "scram-sha-256"),
+        ("local", "replication", "all", "", "scram-sha-256"),
         ("host", "all", "all", "127.0.0.1/32", "scram-sha-256"),
         ("host", "all", "all", "::1/128", "scram-sha-256"),
         ("host", "replication", "all", "127.0.0.1/32", "scram-sha-256"),
+        ("host", "replication", "all", "::1/128", "scram-sha-256"),
     ]
-    lines = [HEADER, "# the socket directory is 0700 and owned by the Postgres account"]
-    lines += [f"{t:<7}{db:<13}{user:<6}{addr:<15}{method}".rstrip() for t, db, user, addr, method
-              in rows]
+    if bootstrap:
+        rows.insert(0, ("local", "all", SUPERUSER, "", "trust"))
+    lines = [HEADER, "# every user, Argon's own cloud_admin included, logs in with SCRAM"]
+    lines += [f"{t:<7}{db:<13}{user:<13}{addr:<15}{method}".rstrip()
+              for t, db, user, addr, method in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -186,7 +191,7 @@ def atomic_write(path: Path, text: str, owner: OsUser, mode: int = 0o600) -> Non
     os.rename(tmp, path)
 
 
-def write_config(spec: ComputeSpec, owner: OsUser) -> None:
+def write_config(spec: ComputeSpec, owner: OsUser, *, bootstrap: bool = False) -> None:
     """Render both files into the data directory; keep initdb's file as the base."""
     text = render_config(spec)  # validates before anything on disk changes
     conf = spec.pgdata / "postgresql.conf"
@@ -194,4 +199,4 @@ def write_config(spec: ComputeSpec, owner: OsUser) -> None:
     if conf.exists() and not base.exists() and not conf.read_text().startswith(HEADER):
         os.rename(conf, base)
     atomic_write(conf, text, owner)
-    atomic_write(spec.pgdata / "pg_hba.conf", render_hba(), owner)
+    atomic_write(spec.pgdata / "pg_hba.conf", render_hba(bootstrap=bootstrap), owner)

@@ -1,9 +1,13 @@
 """PgBouncer beside an endpoint, in transaction mode, for Neon's ``-pooler`` hosts.
 
-The proxy has already authenticated the client, so PgBouncer trusts whoever reaches its
-private socket directory.  PgBouncer still wants to know each user: ``auth_user``
-(the superuser, trusted on the compute's socket) looks them up with ``auth_query``, so
-roles created later need no user list to be rewritten.
+PgBouncer listens on its private (0700) unix socket directory only, never on TCP, and
+trusts nobody: every client logs in with SCRAM.  ``auth_user`` (cloud_admin, whose
+project password is in ``auth_file``, 0600, readable by the Postgres account only) looks
+other users' SCRAM verifiers up with ``auth_query``, so roles created later need no user
+list to be rewritten.  PgBouncer then logs into the compute as the client with the SCRAM
+keys recovered from the client's own proof (SCRAM pass-through, PgBouncer >= 1.14): the
+proxy logs in with the client's ClientKey, so no password is stored for user roles.
+The admin console (database ``pgbouncer``) is for cloud_admin, with its password.
 
 PgBouncer runs in the foreground in its own session (it outlives an Argon restart),
 writes its pid file into ``workdir``, and is re-adopted from that pid file once the
@@ -32,9 +36,18 @@ from argon.pg import OsUser
 
 logger = logging.getLogger(__name__)
 
-BINARY_CANDIDATES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
+# scripts/pgbouncer.sh builds a current PgBouncer into /opt/argon/pgbouncer where the
+# system's is too old (Debian 12 ships 1.18); the first new enough one wins.
+BINARY_CANDIDATES = ("/opt/argon/pgbouncer/bin/pgbouncer", "/usr/sbin/pgbouncer",
+                     "/usr/bin/pgbouncer")
+# Protocol-level prepared statements (psycopg 3, postgres.js, asyncpg through -pooler
+# hosts) need ``max_prepared_statements``, added in 1.21.
+MIN_VERSION = (1, 21)
+# Neon's pooler setting (its connection pooling docs).
+MAX_PREPARED_STATEMENTS = 1000
 INI_NAME = "pgbouncer.ini"
 PID_NAME = "pgbouncer.pid"
+AUTH_FILE_NAME = "auth_file.txt"
 LOG_NAME = "pgbouncer.log"
 
 # Startup parameters clients (drivers, ORMs, Neon's proxy) send that PgBouncer must not
@@ -50,7 +63,7 @@ START_TIMEOUT_SECONDS = 10.0
 class PoolerSpec:
     endpoint_id: str
     compute: ComputeSpec
-    port: int                   # also 127.0.0.1:port, for benchmarks
+    port: int                   # names the unix socket (.s.PGSQL.<port>); no TCP listener
     socket_dir: Path            # private unix socket directory the proxy connects to
     workdir: Path               # ini, pid file and log
     pool_size: int = 100        # Neon: ~0.9 x max_connections of the smallest compute
@@ -61,12 +74,14 @@ def render_pgbouncer_ini(spec: PoolerSpec, superuser: str = "cloud_admin") -> st
     """The whole ini file for ``spec`` (pure)."""
     c = spec.compute
     settings = {
-        "listen_addr": "127.0.0.1",
+        "max_prepared_statements": str(MAX_PREPARED_STATEMENTS),
+        "listen_addr": "",                 # no TCP listener: the unix socket only
         "listen_port": str(spec.port),
         "unix_socket_dir": str(spec.socket_dir),
         "unix_socket_mode": "0700",
         "pidfile": str(spec.workdir / PID_NAME),
-        "auth_type": "trust",
+        "auth_type": "scram-sha-256",
+        "auth_file": str(spec.workdir / AUTH_FILE_NAME),
         "auth_user": superuser,
         "auth_query": "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename=$1",
         "admin_users": superuser,
@@ -77,6 +92,10 @@ def render_pgbouncer_ini(spec: PoolerSpec, superuser: str = "cloud_admin") -> st
         # idle server connections count as sessions on the compute and would keep it
         # from suspending; give them back well before the suspend timeout
         "server_idle_timeout": "30",
+        # after a compute restart (same port) reconnect within a second, and an open
+        # session's query fails after 10 s rather than 120 s if it stays down
+        "server_login_retry": "1",
+        "query_wait_timeout": "10",
         "application_name_add_host": "0",
     }
     lines = [
@@ -91,14 +110,18 @@ def render_pgbouncer_ini(spec: PoolerSpec, superuser: str = "cloud_admin") -> st
     return "\n".join(lines) + "\n"
 
 
+def render_auth_file(spec: PoolerSpec, superuser: str = "cloud_admin") -> str:
+    """auth_file: the one user PgBouncer knows by itself (the auth_user), with its password
+    in clear, since PgBouncer must log in with it to run ``auth_query``."""
+    def q(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"'
+    return f"{q(superuser)} {q(spec.compute.admin_password)}\n"
+
+
 class PoolerManager:
     def __init__(self, owner: OsUser, binary: str | None = None,
                  superuser: str = "cloud_admin") -> None:
-        found = binary or next((b for b in BINARY_CANDIDATES if os.access(b, os.X_OK)),
-                               None) or shutil.which("pgbouncer")
-        if not found or not os.access(found, os.X_OK):
-            raise Unavailable("install pgbouncer (apt-get install pgbouncer)")
-        self.binary = found
+        self.binary, self.version = find_pgbouncer(binary)
         self.owner = owner
         self.superuser = superuser
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
@@ -130,9 +153,22 @@ class PoolerManager:
             if spec.port == 0:
                 port = (_ini_port(ini) if running is not None else None) or _free_port()
                 spec = replace(spec, port=port)
+            if not spec.compute.admin_password:
+                raise ComputeError(f"pooler {spec.endpoint_id}: the compute spec has no "
+                                   "admin_password; PgBouncer trusts nobody")
             text = render_pgbouncer_ini(spec, self.superuser)
+            auth_file, auth_text = spec.workdir / AUTH_FILE_NAME, render_auth_file(
+                spec, self.superuser)
+            if running is not None and _ini_value(ini, "listen_addr") != "":
+                # started by an older Argon (TCP listener, trust): a reload cannot close
+                # a listener, so restart it
+                logger.warning("pooler %s: restarting a PgBouncer that listens on TCP",
+                               spec.endpoint_id)
+                self._kill(spec, running)
+                running = None
             if running is not None:
-                if not ini.exists() or ini.read_text() != text:
+                if not ini.exists() or ini.read_text() != text or _read(auth_file) != auth_text:
+                    atomic_write(auth_file, auth_text, self.owner)
                     atomic_write(ini, text, self.owner)
                     os.kill(running, signal.SIGHUP)  # e.g. the compute came back on a new port
                     logger.info("pooler %s: reloaded with a new configuration",
@@ -143,6 +179,7 @@ class PoolerManager:
                 d.chmod(mode)
                 self.owner.chown(d)
             (spec.workdir / PID_NAME).unlink(missing_ok=True)
+            atomic_write(auth_file, auth_text, self.owner)   # 0600, the Postgres account's
             atomic_write(ini, text, self.owner)
             with (spec.workdir / LOG_NAME).open("ab") as log:
                 offset = log.tell()
@@ -189,8 +226,11 @@ class PoolerManager:
                 logger.info("pooler %s: stopped", spec.endpoint_id)
 
     def _kill(self, spec: PoolerSpec, pid: int) -> None:
-        # SIGTERM: immediate shutdown in PgBouncer < 1.23, "super safe" after; then KILL
-        for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT_SECONDS), (signal.SIGKILL, 5.0)):
+        # Immediate shutdown (clients are cut, as a fast compute stop does): SIGQUIT from
+        # 1.23 on, where SIGTERM became a "super safe" shutdown waiting for every client;
+        # SIGTERM before.  Then KILL.
+        first = signal.SIGQUIT if self.version >= (1, 23) else signal.SIGTERM
+        for sig, wait in ((first, STOP_TIMEOUT_SECONDS), (signal.SIGKILL, 5.0)):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
@@ -221,6 +261,44 @@ class PoolerManager:
             self._children.pop(workdir, None)
 
 
+def pgbouncer_version(binary: str) -> tuple[int, ...] | None:
+    """``PgBouncer 1.24.1`` (first line of ``--version``) -> (1, 24, 1); None if it fails."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             timeout=10, env=child_env()).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for word in (out.splitlines() or [""])[0].split():
+        parts = word.split(".")
+        if len(parts) >= 2 and all(p.isdigit() for p in parts):
+            return tuple(int(p) for p in parts)
+    return None
+
+
+def find_pgbouncer(binary: str | None = None) -> tuple[str, tuple[int, ...]]:
+    """The PgBouncer to run and its version: ``binary`` if given, else the first new
+    enough candidate.  An old or missing one is refused with what to do."""
+    candidates = [binary] if binary else [*BINARY_CANDIDATES, shutil.which("pgbouncer")]
+    too_old: list[str] = []
+    for path in dict.fromkeys(c for c in candidates if c):
+        if not os.access(path, os.X_OK):
+            continue
+        version = pgbouncer_version(path)
+        if version is None:
+            continue
+        if version >= MIN_VERSION:
+            return path, version
+        too_old.append(f"{'.'.join(map(str, version))} at {path}")
+    need = ".".join(map(str, MIN_VERSION))
+    if too_old:
+        raise Unavailable(f"PgBouncer {', '.join(too_old)} is too old: pooled hosts need "
+                          f"PgBouncer >= {need} (protocol-level prepared statements); run "
+                          "scripts/pgbouncer.sh as root to build a current one")
+    raise Unavailable(f"no PgBouncer found: pooled hosts need PgBouncer >= {need}; run "
+                      "scripts/pgbouncer.sh as root (or apt-get install pgbouncer where "
+                      "the distribution ships a current one)")
+
+
 def _is_pgbouncer_for(pid: int, ini: Path) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -233,15 +311,29 @@ def _is_pgbouncer_for(pid: int, ini: Path) -> bool:
             and str(ini).encode() in argv)
 
 
-def _ini_port(ini: Path) -> int | None:
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _ini_value(ini: Path, name: str) -> str | None:
     try:
         for line in ini.read_text().splitlines():
             key, _, value = line.partition("=")
-            if key.strip() == "listen_port":
-                return int(value.strip())
-    except (OSError, ValueError):
+            if key.strip() == name:
+                return value.strip()
+    except OSError:
         pass
     return None
+
+
+def _ini_port(ini: Path) -> int | None:
+    try:
+        return int(_ini_value(ini, "listen_port") or "")
+    except ValueError:
+        return None
 
 
 def _free_port() -> int:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import psycopg
 
-from argon.compute.config import write_config
+from argon.compute import admin_auth
+from argon.compute.config import atomic_write, render_hba, write_config
 from argon.compute.errors import ComputeError, ComputeStartFailed, InvalidComputeSetting
 from argon.compute.pidfile import (PIDFILE, STATUS_READY, STATUS_STANDBY, PidFile, alive,
                                    exiting_postmaster, is_postmaster_of, process_in,
@@ -45,7 +46,11 @@ STOP_SIGNALS: dict[str, signal.Signals] = {
 
 APPLICATION_NAME = "argon"      # Argon's own sessions; client_sessions() skips them
 READY_POLL_SECONDS = 0.005
+HBA_RELOAD_SECONDS = 10.0       # a SIGHUP'd postmaster rereads pg_hba.conf within ms
 ORPHAN_WAIT_SECONDS = 5.0
+# libpq reads no password file from here (a missing path is skipped silently; /dev/null
+# would print a warning): Argon's passwords come from the spec, never from ~/.pgpass
+NO_PASSFILE = "/nonexistent/.pgpass"
 
 # Postgres' messages that mean "a setting is wrong", not "the server is broken".
 _SETTING_ERRORS = ("invalid value for parameter", "unrecognized configuration parameter",
@@ -112,19 +117,29 @@ class ComputeManager:
         A running compute is returned as it is (its real port is in the result).
         ``spec.port`` 0 picks a free port.
         """
+        if not spec.admin_password:
+            raise ComputeError(f"compute {spec.endpoint_id}: the spec has no admin_password; "
+                               "computes never trust anyone, not even Argon")
         with self._lock(spec.pgdata):
             self._reap(spec.pgdata)
             pf = verified(spec.pgdata)
             if pf is not None:
+                # found running (e.g. after an Argon crash): finish an interrupted upgrade
+                self._ensure_admin_auth(spec, pf)
                 return _as_process(pf, spec)
             if spec.port == 0:
                 spec = replace(spec, port=_free_port())
             self._check_datadir(spec)
             self._clear_leftovers(spec)
             self._prepare_dirs(spec)
-            write_config(spec, self.owner)
+            write_config(spec, self.owner, bootstrap=not admin_auth.is_set(spec))
             proc, log_offset = self._spawn(spec)
-            return self._wait_ready(spec, proc, log_offset)
+            process = self._wait_ready(spec, proc, log_offset)
+            pf = verified(spec.pgdata)
+            if pf is None:
+                raise _start_error(spec, "Postgres exited right after it was ready", log_offset)
+            self._ensure_admin_auth(spec, pf)
+            return process
 
     def _check_datadir(self, spec: ComputeSpec) -> None:
         version_file = spec.pgdata / "PG_VERSION"
@@ -216,9 +231,70 @@ class ComputeManager:
         try:
             with self._connect(spec, pf.port, "postgres", None, True) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as exc:
+            if _auth_refused(exc):
+                # the marker says the password is set but pg_authid disagrees (a data
+                # directory from elsewhere): upgrade it again, trusted on the socket
+                logger.warning("compute %s: cloud_admin's password was refused; setting it "
+                               "again", spec.endpoint_id)
+                admin_auth.forget(spec)
+                self._write_hba(spec, pf, bootstrap=True)
             return False
         return spec.read_only or (row is not None and not row[0])
+
+    # -- cloud_admin's password ----------------------------------------------------------
+
+    def _ensure_admin_auth(self, spec: ComputeSpec, pf: PidFile) -> None:
+        """Leave the running compute with cloud_admin's password set and no trust line.
+
+        Every step can be redone: crash before the marker and the next start sets the
+        password again; crash after it and the next start (or re-adoption) writes the
+        final pg_hba.conf.
+        """
+        if not admin_auth.is_set(spec):
+            self._write_hba(spec, pf, bootstrap=True)
+            with self._trusted(spec, pf) as conn:
+                admin_auth.set_password(conn, spec.admin_password)
+            admin_auth.mark_set(spec, self.owner)
+            logger.info("compute %s: cloud_admin now logs in with its project's password",
+                        spec.endpoint_id)
+        self._write_hba(spec, pf, bootstrap=False)
+
+    def _write_hba(self, spec: ComputeSpec, pf: PidFile, *, bootstrap: bool) -> None:
+        """Write pg_hba.conf if it differs, and make the postmaster load it (SIGHUP),
+        waiting until a password-less cloud_admin is refused (final) or let in
+        (bootstrap)."""
+        path = spec.pgdata / "pg_hba.conf"
+        text = render_hba(bootstrap=bootstrap)
+        try:
+            current = path.read_text()
+        except OSError:
+            current = ""
+        if current == text:
+            return
+        atomic_write(path, text, self.owner)
+        _signal(pf.pid, signal.SIGHUP)
+        deadline = time.monotonic() + HBA_RELOAD_SECONDS
+        while time.monotonic() < deadline:
+            if self._passwordless_accepted(spec, pf) == bootstrap:
+                return
+            time.sleep(READY_POLL_SECONDS)
+        raise ComputeError(f"compute {spec.endpoint_id} did not reload pg_hba.conf within "
+                           f"{HBA_RELOAD_SECONDS:.0f} s")
+
+    def _passwordless_accepted(self, spec: ComputeSpec, pf: PidFile) -> bool | None:
+        try:
+            with self._trusted(spec, pf):
+                return True
+        except psycopg.OperationalError as exc:
+            return False if _auth_refused(exc) else None
+
+    def _trusted(self, spec: ComputeSpec, pf: PidFile) -> psycopg.Connection:
+        """cloud_admin without a password: only the bootstrap pg_hba.conf lets it in."""
+        return psycopg.connect(host=str(spec.socket_dir), port=pf.port, dbname="postgres",
+                               user=self.superuser, password="", passfile=NO_PASSFILE,
+                               application_name=APPLICATION_NAME, autocommit=True,
+                               connect_timeout=10)
 
     # -- stop ----------------------------------------------------------------------------
 
@@ -274,9 +350,14 @@ class ComputeManager:
 
     def _connect(self, spec: ComputeSpec, port: int, dbname: str, user: str | None,
                  autocommit: bool) -> psycopg.Connection:
+        user = user or self.superuser
+        # Argon's own sessions log in as cloud_admin with the project's password; any
+        # other user named here must have a password of its own (none is sent for it)
+        password = spec.admin_password if user == self.superuser else ""
         return psycopg.connect(host=str(spec.socket_dir), port=port, dbname=dbname,
-                               user=user or self.superuser, application_name=APPLICATION_NAME,
-                               autocommit=autocommit, connect_timeout=10)
+                               user=user, password=password, passfile=NO_PASSFILE,
+                               application_name=APPLICATION_NAME, autocommit=autocommit,
+                               connect_timeout=10)
 
     def _lock(self, pgdata: Path) -> threading.Lock:
         with self._locks_guard:
@@ -292,6 +373,13 @@ class ComputeManager:
 def _as_process(pf: PidFile, spec: ComputeSpec) -> ComputeProcess:
     return ComputeProcess(pid=pf.pid, started_at=pf.started_at, port=pf.port,
                           socket_dir=pf.socket_dir or spec.socket_dir)
+
+
+def _auth_refused(exc: psycopg.OperationalError) -> bool:
+    """The server refused the login itself (as opposed to not being reachable)."""
+    text = str(exc)
+    return (getattr(exc, "sqlstate", None) == "28P01" or "password authentication failed" in text
+            or "no password supplied" in text)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -31,6 +31,9 @@ class ComputeSpec:
     cu_max: float = 0.25
     pg_settings: Mapping[str, str] = field(default_factory=dict)  # endpoint settings
     read_only: bool = False       # reserved: hot-standby replicas come later
+    # cloud_admin's password (per project, see control/admin_password.py): every
+    # connection Argon makes to the compute, and its PgBouncer's auth_user, log in with it
+    admin_password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

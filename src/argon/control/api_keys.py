@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 
 from sqlalchemy import select, update
 
@@ -15,8 +16,10 @@ from argon.control import ids, validation
 from argon.control.context import ControlContext
 from argon.control.models import ApiKey
 from argon.control.rows import api_key_from_row
-from argon.errors import NotFound
+from argon.errors import NotFound, is_disk_full
 from argon.meta import tables as t
+
+logger = logging.getLogger(__name__)
 
 
 def _digest(secret: str) -> str:
@@ -62,6 +65,13 @@ class ApiKeyService:
                                                         ~t.api_keys.c.revoked)).first()
             if row is None or not hmac.compare_digest(row.secret_hash, digest):
                 return None
-            conn.execute(update(t.api_keys).where(t.api_keys.c.id == row.id)
-                         .values(last_used_at=self.ctx.clock()))
+        try:
+            with self.ctx.tx() as conn:
+                conn.execute(update(t.api_keys).where(t.api_keys.c.id == row.id)
+                             .values(last_used_at=self.ctx.clock()))
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # A full disk must not lock every API client out (reads still work).
+            logger.warning("could not record the use of API key %s: %s", row.id, exc)
         return api_key_from_row(row)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, delete, func, select, update
 
-from argon.control import ids, validation
+from argon.control import ids, sql_roles, validation
 from argon.control.context import ControlContext
 from argon.control.endpoints import EndpointService
 from argon.control.hosts import connection_uri
@@ -116,6 +116,9 @@ class BranchService:
             if conn.execute(select(t.branches.c.id).where(
                     t.branches.c.project_id == project_id, t.branches.c.name == name)).first():
                 raise Conflict(f"branch with name {name!r} already exists")
+            # Before any row is written, so a full disk refuses with nothing to undo.
+            self.ctx.storage.require_space_for_branch(parent.timeline_id,
+                                                      f"create branch {name}")
             parent_ep = conn.execute(select(t.endpoints.c.id).where(
                 t.endpoints.c.branch_id == parent.id,
                 t.endpoints.c.type == "read_write")).scalar()
@@ -145,15 +148,34 @@ class BranchService:
                 state=BranchState.READY.value,
                 parent_lsn=str(point.lsn) if at is None or at.lsn is not None else None,
                 parent_timestamp=point.timestamp, updated_at=self.ctx.clock()))
-        self.oplog.finish(op)
-        logger.info("created branch %s (%s) from %s at %s", branch_id, name, parent.id, point.lsn)
         op_ids = [op]
         endpoints: list[Endpoint] = []
-        for ep_req in req.endpoints:
-            created = self.endpoints.create(project_id, _under(ep_req, branch_id))
-            endpoints.append(created.value)
-            op_ids += [o.id for o in created.operations]
+        try:
+            for ep_req in req.endpoints:
+                created = self.endpoints.create(project_id, _under(ep_req, branch_id))
+                endpoints.append(created.value)
+                op_ids += [o.id for o in created.operations]
+        except Exception as exc:
+            # All or nothing: a branch whose endpoints could not be made (bad settings, a
+            # compute that would not start) is removed, so a retry with its name succeeds.
+            self.oplog.fail(op, str(exc))
+            self._forget_endpoints(project_id, branch_id)
+            self._forget(branch_id, timeline)
+            raise
+        self.oplog.finish(op)
+        logger.info("created branch %s (%s) from %s at %s", branch_id, name, parent.id, point.lsn)
         return self._created(project_id, branch_id, endpoints, op_ids)
+
+    def _forget_endpoints(self, project_id: str, branch_id: str) -> None:
+        with self.ctx.tx() as conn:
+            eps = list(conn.execute(select(t.endpoints.c.id).where(
+                t.endpoints.c.branch_id == branch_id)).scalars())
+        for ep in eps:
+            try:
+                self.endpoints.delete(project_id, ep)   # stops its compute if it started
+            except ArgonError as exc:  # the branch row's cascade removes the row anyway
+                logger.warning("rolling back branch %s: endpoint %s: %s", branch_id, ep,
+                               exc.message)
 
     def _clone(self, parent_tl: str, child_tl: str, parent_ep: str | None, parent_name: str):  # type: ignore[no-untyped-def]
         # Hold the parent's endpoint so it is neither suspended nor started mid-clone; the
@@ -217,6 +239,8 @@ class BranchService:
                 conn.execute(update(t.branches).where(t.branches.c.id == row.id).values(
                     updated_at=self.ctx.clock(), **values))
             row = conn.execute(select(t.branches).where(t.branches.c.id == row.id)).one()
+        if req.protected is not None:
+            self.ctx.ip_allow.invalidate()   # allowed_ips may bind protected branches only
         return Mutation(self._model(row), [])
 
     def delete(self, project_id: str, branch_id: str) -> Mutation[Branch]:
@@ -258,6 +282,7 @@ class BranchService:
             conn.execute(update(t.branches).where(t.branches.c.id == row.id)
                          .values(is_default=True, updated_at=now))
             row = conn.execute(select(t.branches).where(t.branches.c.id == row.id)).one()
+        self.ctx.ip_allow.invalidate()   # allowed_ips may bind the default branch only
         return Mutation(self._model(row), [])
 
     # -- schema, restore, time travel (rules live in their own modules) -----------------
@@ -316,6 +341,7 @@ def _copy_roles_and_databases(conn: Connection, parent_id: str, child_id: str, n
         conn.execute(t.databases.insert().values(
             branch_id=child_id, name=d.name, owner_name=d.owner_name, created_at=now,
             updated_at=now))
+    sql_roles.copy(conn, parent_id, child_id, now)   # roles made with SQL come along too
 
 
 def _under(req: EndpointCreate, branch_id: str) -> EndpointCreate:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from sqlalchemy import Connection, delete, select, update
 
-from argon.control import ids, sqlexec, validation
+from argon.control import ids, sql_roles, sqlexec, validation
 from argon.control.context import ControlContext
 from argon.control.endpoints import EndpointService
 from argon.control.models import Database, Mutation, OperationAction, Role
@@ -21,7 +22,7 @@ from argon.control.requests import DatabaseCreate, DatabaseUpdate
 from argon.control.rows import database_from_row, role_from_row
 from argon.control.runtime import EndpointRuntime
 from argon.control.lookup import branch_row
-from argon.errors import Conflict, NotFound
+from argon.errors import Conflict, NotFound, Unavailable
 from argon.meta import tables as t
 from argon.pg.scram import make_verifier
 
@@ -80,6 +81,8 @@ class _BranchScoped:
             if gone:
                 conn.execute(delete(t.databases).where(t.databases.c.branch_id == branch_id,
                                                        t.databases.c.name.in_(gone)))
+        if roles != have_roles:
+            self.ctx.events.roles_changed(branch_id)
 
     def _run(self, project_id: str, branch_id: str, fn) -> str:  # type: ignore[no-untyped-def]
         """Run ``fn(pg_conn)`` on the branch's compute as an apply_config operation."""
@@ -193,6 +196,7 @@ class RoleService(_BranchScoped):
                 branch_id=bid, name=name, protected=False, scram_verifier=verifier,
                 password_encrypted=self.ctx.secrets.seal(password) if password else None,
                 created_at=now, updated_at=now))
+        self.ctx.events.roles_changed(bid)
         row = self._get_row(project_id, bid, name)
         return Mutation(role_from_row(row, password), self.oplog.get_many([op]))
 
@@ -202,6 +206,10 @@ class RoleService(_BranchScoped):
         with self.ctx.tx() as conn:
             conn.execute(delete(t.roles).where(t.roles.c.branch_id == row.branch_id,
                                                t.roles.c.name == name))
+            conn.execute(delete(t.sql_role_secrets).where(
+                t.sql_role_secrets.c.branch_id == row.branch_id,
+                t.sql_role_secrets.c.name == name))
+        self.ctx.events.roles_changed(row.branch_id)
         return Mutation(role_from_row(row), self.oplog.get_many([op]))
 
     def reveal_password(self, project_id: str, branch_id: str, name: str) -> str:
@@ -222,32 +230,46 @@ class RoleService(_BranchScoped):
                                                t.roles.c.name == name).values(
                 scram_verifier=verifier, password_encrypted=self.ctx.secrets.seal(password),
                 updated_at=self.ctx.clock()))
+        self.ctx.events.roles_changed(row.branch_id)
         return Mutation(role_from_row(self._get_row(project_id, row.branch_id, name), password),
                         self.oplog.get_many([op]))
 
     def verifier(self, endpoint_id: str, role: str) -> str | None:
         """The SCRAM verifier the proxy checks a client against (None: no such role).
 
+        From the metadata: roles Argon made, then roles made with SQL as last synced
+        from the branch's Postgres.  A role not synced yet is looked up in the compute
+        only if it is already running: a cheap query, never a start, so a client that
+        has not authenticated cannot wake a compute by sending made-up user names.
         ``endpoint_id`` may also be a branch id: time-travel connection strings name the
         branch (``br-...``) where others name the endpoint.
         """
         with self.ctx.tx() as conn:
             if endpoint_id.startswith("br-"):
-                row = conn.execute(select(t.roles.c.scram_verifier).where(
-                    t.roles.c.branch_id == endpoint_id, t.roles.c.name == role)).first()
-                if conn.execute(select(t.branches.c.id).where(
-                        t.branches.c.id == endpoint_id)).first() is None:
+                branch_id = conn.execute(select(t.branches.c.id).where(
+                    t.branches.c.id == endpoint_id)).scalar()
+                if branch_id is None:
                     raise NotFound(f"branch {endpoint_id!r} not found")
-                return str(row.scram_verifier) if row and row.scram_verifier else None
-            row = conn.execute(select(t.roles.c.scram_verifier).join(
-                t.endpoints, t.endpoints.c.branch_id == t.roles.c.branch_id).where(
-                t.endpoints.c.id == endpoint_id, t.roles.c.name == role)).first()
-        if row is not None and row.scram_verifier:
-            return str(row.scram_verifier)
-        # A role made with SQL: its verifier lives only in the branch's Postgres.
-        with self.runtime.connect(endpoint_id) as pg:
-            found = pg.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s AND "
-                               "rolcanlogin", (role,)).fetchone()
-        if not found or not found[0] or not str(found[0]).startswith("SCRAM-SHA-256$"):
+            else:
+                branch_id = conn.execute(select(t.endpoints.c.branch_id).where(
+                    t.endpoints.c.id == endpoint_id)).scalar()
+                if branch_id is None:
+                    raise NotFound(f"endpoint {endpoint_id!r} not found")
+            known = conn.execute(select(t.roles.c.scram_verifier).where(
+                t.roles.c.branch_id == branch_id, t.roles.c.name == role)).scalar()
+            if known:
+                return str(known)
+            synced = sql_roles.lookup(conn, branch_id, role)
+        if synced:
+            return str(synced)
+        if endpoint_id.startswith("br-"):
             return None
-        return str(found[0])
+        try:
+            spec = self.runtime.spec(endpoint_id)
+            if self.ctx.computes.pid(spec) is None:
+                return None
+            with self.ctx.computes.connect(spec) as pg:
+                return sql_roles.one_login_secret(pg, role)
+        except (Unavailable, psycopg.Error) as exc:   # stopped meanwhile
+            logger.info("role lookup in compute %s skipped: %s", endpoint_id, exc)
+            return None

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
+from argon.control.events import ControlEvents
+from argon.control.ip_allow import IpAllowCache
 from argon.control.secretbox import SecretBox
 from argon.errors import Locked
 from argon.pg import OsUser
@@ -83,6 +85,10 @@ class ControlContext:
     # Called (from a worker thread) after endpoints are added or removed, so the proxy
     # opens or closes their loopback listeners before the API answers.
     on_endpoints_changed: Callable[[], None] = lambda: None
+    # computes started/stopped/moved and roles changed: the proxy's caches listen here
+    events: ControlEvents = field(default_factory=ControlEvents)
+    # each endpoint's IP allow list, for the proxy; project and branch updates clear it
+    ip_allow: IpAllowCache = field(default_factory=IpAllowCache)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:

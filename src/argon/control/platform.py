@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from argon import __version__
+from argon.control import regions
 from argon.control.context import ControlContext
 from argon.meta import tables as t
 from argon.pg import discover_installs
@@ -27,8 +28,7 @@ class PlatformService:
                                     "subscription_type": "free_v3", "email": ""}}
 
     def regions(self) -> list[dict[str, Any]]:
-        return [{"region_id": "local", "name": "Local", "default": True, "geo_lat": "0",
-                 "geo_long": "0"}]
+        return regions.listing()
 
     def status(self) -> dict[str, Any]:
         s = self.ctx.settings

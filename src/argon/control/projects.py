@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select, update
 
 from argon.compute import initdb
-from argon.control import ids, sqlexec, validation
+from argon.control import ids, ip_allow, regions, sqlexec, validation
 from argon.control.context import ControlContext
 from argon.control.hosts import connection_uri
 from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
@@ -19,7 +19,7 @@ from argon.control.requests import ProjectCreate, ProjectUpdate
 from argon.control.rows import (branch_from_row, database_from_row, endpoint_from_row,
                                 project_from_row, role_from_row)
 from argon.control.runtime import EndpointRuntime, free_port
-from argon.errors import ArgonError, InvalidInput, NotFound
+from argon.errors import ArgonError, NotFound
 from argon.meta import tables as t
 from argon.pg import choose_install
 from argon.pg.scram import make_verifier
@@ -28,9 +28,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BRANCH = "main"
 DEFAULT_DATABASE = "neondb"
-DEFAULT_ROLE = "neondb_owner"
 DEFAULT_RETENTION = 86_400
-REGION = "local"
 MAX_LIMIT = 1000
 
 
@@ -96,21 +94,24 @@ class ProjectService:
             req.history_retention_seconds if req.history_retention_seconds is not None
             else DEFAULT_RETENTION)
         des = _endpoint_settings(req.default_endpoint_settings, EndpointSettings())
+        ip_allow.validate_settings(req.settings)
+        validation.project_settings(req.settings or {})
         branch_name = validation.name(req.branch_name or DEFAULT_BRANCH, "branch name")
-        role_name = validation.pg_identifier(req.role_name or DEFAULT_ROLE, "role name")
         db_name = validation.pg_identifier(req.database_name or DEFAULT_DATABASE,
                                            "database name")
-        if req.region_id not in (None, REGION):
-            raise InvalidInput(f"region {req.region_id!r} does not exist; this install has "
-                               f"one region, {REGION!r}")
+        # Neon names the owner after the database when only the database is named.
+        role_name = validation.pg_identifier(req.role_name or f"{db_name}_owner",
+                                             "role name")
+        region_id = regions.resolve(req.region_id)
         project_id, branch_id, endpoint_id = ids.project_id(), ids.branch_id(), ids.endpoint_id()
         timeline = ids.timeline_id()
         password = ids.role_password()
         verifier = str(make_verifier(password))
+        self.ctx.storage.require_space_for_root(f"create project {name or project_id}")
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
             conn.execute(t.projects.insert().values(
-                id=project_id, name=name or project_id, region_id=REGION,
+                id=project_id, name=name or project_id, region_id=region_id,
                 pg_version=install.version, history_retention_seconds=retention,
                 default_endpoint_settings=des.__dict__, settings=dict(req.settings or {}),
                 created_at=now, updated_at=now))
@@ -132,7 +133,9 @@ class ProjectService:
         try:
             owner = self.ctx.owner
             runnable = self.runtime.install_for(install.version)
-            self.ctx.storage.init_timeline(timeline, lambda p: initdb(runnable, p, owner))
+            admin_password = self.runtime.admin_passwords.for_project(project_id)
+            self.ctx.storage.init_timeline(
+                timeline, lambda p: initdb(runnable, p, owner, admin_password))
             with self.runtime.connect(endpoint_id) as pg:
                 sqlexec.bootstrap(pg, install.version, role_name, verifier, db_name)
         except Exception as exc:
@@ -195,13 +198,13 @@ class ProjectService:
             values["default_endpoint_settings"] = _endpoint_settings(
                 req.default_endpoint_settings, current.default_endpoint_settings).__dict__
         if req.settings is not None:
-            if not isinstance(req.settings, dict):
-                raise InvalidInput("settings must be an object")
-            values["settings"] = {**current.settings, **req.settings}
+            values["settings"] = {**current.settings, **validation.project_settings(req.settings)}
+        ip_allow.validate_settings(req.settings)
         if values:
             with self.ctx.tx() as conn:
                 conn.execute(update(t.projects).where(t.projects.c.id == project_id)
                              .values(updated_at=self.ctx.clock(), **values))
+            self.ctx.ip_allow.invalidate()   # the proxy reads allowed_ips from a cache
         return Mutation(self._load(project_id), [])
 
     def delete(self, project_id: str) -> Mutation[Project]:

@@ -1,38 +1,164 @@
 """The proxy's view of the control plane: wake an endpoint, give a role's verifier.
 
-Implements ``argon.proxy.backend.ProxyBackend`` over the control services.  Blocking
-service calls run in worker threads so the proxy's event loop never waits on them.
+Implements ``argon.proxy.backend.ProxyBackend`` over the control services.  The
+connection path of a running compute stays in memory: routes and verifiers are cached
+here and dropped by the control plane's events (``ctx.events``) when a compute starts,
+stops or moves and when roles change.  Whatever must block (a start, a metadata
+lookup) runs in the proxy's own bounded pools, never asyncio's default executor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from functools import partial
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlalchemy import select
 
+from argon.control.ip_allow import address_allowed
 from argon.control.services import Services
 from argon.control.timetravel import parse_timestamp
+from argon.control.wake_limits import WakeLimits, WakeRefused
 from argon.errors import NotFound
 from argon.meta import tables as t
+from argon.proxy.workers import ProxyWorkers, shared_workers
+
+if TYPE_CHECKING:
+    from argon.proxy.backend import ComputeAddress
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+WAKE_REFUSED_TEXT = "too many compute starts requested; retry in a few seconds"
+
+
+class EventCache(Generic[K, V]):
+    """Values computed off the event loop, grouped (by endpoint, by "roles") so that a
+    control-plane event drops a whole group.  A value computed before such an event is
+    not stored after it: the group's generation moved on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[K, tuple[str, V]] = {}
+        self._generations: dict[str, int] = {}
+
+    def get(self, key: K) -> V | None:
+        hit = self._values.get(key)
+        return None if hit is None else hit[1]
+
+    def generation(self, group: str) -> int:
+        with self._lock:
+            return self._generations.get(group, 0)
+
+    def put(self, group: str, key: K, value: V, generation: int) -> None:
+        with self._lock:
+            if self._generations.get(group, 0) == generation:
+                self._values[key] = (group, value)
+
+    def drop(self, group: str) -> None:
+        with self._lock:
+            self._generations[group] = self._generations.get(group, 0) + 1
+            for key in [k for k, (g, _v) in self._values.items() if g == group]:
+                del self._values[key]
+
+
+def wake_refused() -> Exception:
+    from argon.proxy.errors import ErrorKind, ProxyError  # noqa: PLC0415
+
+    return ProxyError(ErrorKind.RATE_LIMITED, WAKE_REFUSED_TEXT, sqlstate="53300",
+                      retryable=True)
 
 
 class ControlProxyBackend:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, workers: ProxyWorkers | None = None,
+                 limits: WakeLimits | None = None) -> None:
         self.services = services
         self._ports: dict[int, tuple[str, bool]] = {}
+        self.workers = workers or shared_workers()
+        self.limits = limits or WakeLimits()
+        self.routes: EventCache[tuple[str, bool], ComputeAddress] = EventCache()
+        self.verifiers: EventCache[tuple[str, str], str] = EventCache()
+        self._wakes: dict[tuple[str, bool], asyncio.Future[ComputeAddress]] = {}
+        services.ctx.events.on_compute_changed(self.routes.drop)
+        services.ctx.events.on_roles_changed(lambda _branch: self.verifiers.drop("roles"))
 
-    async def wake(self, endpoint_id: str, *, pooled: bool):  # type: ignore[no-untyped-def]
+    # -- wake ----------------------------------------------------------------------------
+
+    async def wake(self, endpoint_id: str, *, pooled: bool,
+                   client: str | None = None) -> ComputeAddress:
+        """Where to connect; a running compute is answered from memory, without a lock,
+        a thread or a metadata query.  Otherwise one shared start per (endpoint, pooled):
+        concurrent connections await the same future; only a real start takes a token
+        from ``client``'s and the endpoint's rate limit."""
+        key = (endpoint_id, pooled)
+        cached = self.routes.get(key)
+        if cached is not None and self.services.runtime.claim(endpoint_id):
+            return cached
+        for _ in range(3):
+            future = self._wakes.get(key)
+            mine = future is None
+            if future is None:
+                future = asyncio.ensure_future(self._start(key, client))
+                self._wakes[key] = future
+                future.add_done_callback(partial(self._wake_done, key))
+            try:
+                return await asyncio.shield(future)
+            except WakeRefused:
+                if mine:   # another client's refusal: try a start of our own
+                    raise wake_refused() from None
+        raise wake_refused()
+
+    def _wake_done(self, key: tuple[str, bool], future: asyncio.Future[ComputeAddress]) -> None:
+        if self._wakes.get(key) is future:
+            del self._wakes[key]
+        if not future.cancelled():
+            future.exception()   # retrieved: awaiters get it; no "never retrieved" noise
+
+    async def _start(self, key: tuple[str, bool], client: str | None) -> ComputeAddress:
         from argon.proxy.backend import ComputeAddress  # noqa: PLC0415
 
-        running = await asyncio.to_thread(self.services.runtime.ensure_running, endpoint_id,
-                                          pooled=pooled)
-        return ComputeAddress(socket_dir=running.socket_dir, port=running.port)
+        endpoint_id, pooled = key
+        generation = self.routes.generation(endpoint_id)
+        limits = self.limits
+        running = await self.workers.run_wake(partial(
+            self.services.runtime.ensure_running, endpoint_id, pooled=pooled,
+            before_start=lambda: limits.take(client, endpoint_id)))
+        address = ComputeAddress(socket_dir=running.socket_dir, port=running.port)
+        self.routes.put(endpoint_id, key, address, generation)
+        return address
+
+    def route_failed(self, endpoint_id: str) -> None:
+        """The proxy could not connect where we said (e.g. the compute was killed)."""
+        self.routes.drop(endpoint_id)
+
+    # -- roles ---------------------------------------------------------------------------
 
     async def role_secret(self, endpoint_id: str, role: str) -> str | None:
+        key = (endpoint_id, role)
+        cached = self.verifiers.get(key)
+        if cached is not None:
+            return cached
+        generation = self.verifiers.generation("roles")
         try:
-            return await asyncio.to_thread(self.services.roles.verifier, endpoint_id, role)
+            secret = await self.workers.run_quick(self.services.roles.verifier, endpoint_id,
+                                                  role)
         except NotFound:
             return None
+        if secret is not None:
+            self.verifiers.put("roles", key, secret, generation)
+        return secret
+
+    # -- IP allow list (argon.control.ip_allow) ------------------------------------------
+
+    async def ip_allowed(self, endpoint_id: str, address: str) -> bool:
+        """Whether the project's ``allowed_ips`` lets ``address`` reach the endpoint;
+        answered from memory until a project or branch update clears the cache."""
+        cache = self.services.ctx.ip_allow
+        rule = cache.cached(endpoint_id)
+        patterns = rule.patterns if rule is not None else await self.workers.run_quick(
+            cache.load, self.services.ctx.tx, endpoint_id)
+        return address_allowed(address, patterns)
 
     def session_started(self, endpoint_id: str) -> None:
         self.services.runtime.session_started(endpoint_id)
@@ -47,16 +173,17 @@ class ControlProxyBackend:
         """A temporary read-only compute at a past point: ``options=neon_lsn:`` queries."""
         from argon.proxy.backend import ComputeAddress  # noqa: PLC0415
 
+        branches = self.services.branches
         if kind == "lsn":
-            eph = await asyncio.to_thread(self.services.branches.ephemeral_compute_at,
-                                          target, lsn=value)
+            eph = await self.workers.run_wake(partial(branches.ephemeral_compute_at, target,
+                                                      lsn=value))
         else:
-            eph = await asyncio.to_thread(self.services.branches.ephemeral_compute_at,
-                                          target, timestamp=parse_timestamp(value))
+            eph = await self.workers.run_wake(partial(
+                branches.ephemeral_compute_at, target, timestamp=parse_timestamp(value)))
         return ComputeAddress(socket_dir=eph.socket_dir, port=eph.port), eph.id
 
     async def release(self, lease: str) -> None:
-        await asyncio.to_thread(self.services.branches.release_ephemeral, lease)
+        await self.workers.run_wake(self.services.branches.release_ephemeral, lease)
 
     # -- per-endpoint loopback ports (local mode) -----------------------------------------
 

@@ -13,16 +13,22 @@ import time
 
 from sqlalchemy import select, update
 
+from argon.compute import ComputeSpec
+from argon.control import compute_runs
 from argon.control.branches import BranchService
 from argon.control.context import ControlContext
 from argon.control.history import HistoryKeeper
 from argon.control.models import EndpointState
 from argon.control.runtime import EndpointRuntime
+from argon.errors import Locked
 from argon.meta import tables as t
 
 logger = logging.getLogger(__name__)
 
 SIZE_REFRESH_SECONDS = 30.0
+# How often the verifiers of roles made with SQL are copied out of running computes
+# (one short query each); a suspend copies them too.
+SQL_ROLE_SYNC_SECONDS = 10.0
 
 
 class Reconciler:
@@ -34,6 +40,7 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_size_refresh = 0.0
+        self._last_role_sync = 0.0
         self.history = HistoryKeeper(ctx, runtime, branches)
 
     def start(self) -> None:
@@ -56,27 +63,28 @@ class Reconciler:
         with self.ctx.tx() as conn:
             rows = conn.execute(select(t.endpoints.c.id, t.endpoints.c.suspend_timeout_seconds)
                                 .where(t.endpoints.c.state == EndpointState.ACTIVE.value)).all()
+        sync_roles = time.monotonic() - self._last_role_sync >= SQL_ROLE_SYNC_SECONDS
+        if sync_roles:
+            self._last_role_sync = time.monotonic()
         for row in rows:
             try:
-                self._check(row.id, row.suspend_timeout_seconds)
+                self._check(row.id, row.suspend_timeout_seconds, sync_roles)
             except Exception as exc:  # noqa: BLE001
                 logger.warning("endpoint %s: check failed: %s", row.id, exc)
         self.history.tick()
         if time.monotonic() - self._last_size_refresh > SIZE_REFRESH_SECONDS:
             self._refresh_sizes()
 
-    def _check(self, endpoint_id: str, timeout: int) -> None:
+    def _check(self, endpoint_id: str, timeout: int, sync_roles: bool = False) -> None:
         spec = self.runtime.spec(endpoint_id)
+        limit = timeout or self.ctx.settings.default_suspend_timeout
         if self.ctx.computes.pid(spec) is None:
-            with self.ctx.tx() as conn:
-                conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
-                    state=EndpointState.IDLE.value, suspended_at=self.ctx.clock()))
-            logger.warning("compute %s is not running any more; marked idle (the next "
-                           "connection starts it again)", endpoint_id)
+            self._gone(endpoint_id, limit)
             return
+        if sync_roles:
+            self.runtime.sync_sql_roles(endpoint_id, spec)
         if timeout == -1:
             return
-        limit = timeout or self.ctx.settings.default_suspend_timeout
         if self.ctx.computes.client_sessions(spec) > 0:
             self.runtime.touch(endpoint_id)
             return
@@ -85,7 +93,54 @@ class Reconciler:
             self.runtime.touch_if_unseen(endpoint_id)
             return
         if idle >= limit:
-            self.runtime.suspend(endpoint_id, reason=f"idle for {limit} s")
+            # decided outside the lock: suspend() checks again under it, so a client
+            # that connected meanwhile is not cut off
+            self.runtime.suspend(endpoint_id, reason=f"idle for {limit} s", idle_limit=limit)
+
+    def _gone(self, endpoint_id: str, limit: int) -> None:
+        """A compute that is not running any more (crashed, killed).  In use (sessions,
+        recent activity, a running pooler): start it again at once, on the same port,
+        so clients and PgBouncer reconnect within seconds.  Otherwise: mark it idle.
+
+        Decided under the endpoint's lock, on a fresh look: a compute suspended (or
+        started) since the tick listed it is not a crash.  A lock held by a longer
+        operation (a branch of it) defers the decision to the next tick.
+        """
+        try:
+            with self.ctx.locks.hold(f"ep:{endpoint_id}"):
+                with self.ctx.tx() as conn:
+                    state = conn.execute(select(t.endpoints.c.state).where(
+                        t.endpoints.c.id == endpoint_id)).scalar()
+                spec = self.runtime.spec(endpoint_id)
+                if state != EndpointState.ACTIVE.value or self.ctx.computes.pid(spec):
+                    return
+                if self._in_use(endpoint_id, spec, limit) and self._restart(endpoint_id):
+                    return
+                with self.ctx.tx() as conn:
+                    now = self.ctx.clock()
+                    conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id)
+                                 .values(state=EndpointState.IDLE.value, suspended_at=now))
+                    compute_runs.closed(conn, endpoint_id, now)
+        except Locked:
+            return
+        logger.warning("compute %s is not running any more; marked idle (the next "
+                       "connection starts it again)", endpoint_id)
+
+    def _in_use(self, endpoint_id: str, spec: ComputeSpec, limit: int) -> bool:
+        poolers = self.ctx.poolers
+        if poolers is not None and poolers.pid(self.runtime.pooler_spec(spec)) is not None:
+            return True
+        return limit == -1 or self.runtime.recently_active(endpoint_id, limit)
+
+    def _restart(self, endpoint_id: str) -> bool:
+        logger.warning("compute %s died while in use; starting it again", endpoint_id)
+        try:
+            self.runtime.ensure_running(endpoint_id, activity=False)
+            return True
+        except Exception as exc:  # noqa: BLE001 - reported; the next connection retries
+            logger.warning("compute %s: restart after a crash failed: %s", endpoint_id,
+                           getattr(exc, "message", exc))
+            return False
 
     def _refresh_sizes(self) -> None:
         self._last_size_refresh = time.monotonic()

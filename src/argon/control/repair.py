@@ -10,9 +10,11 @@ re-adopted from their verified postmaster.pid).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from sqlalchemy import select, update
 
+from argon.control import compute_runs
 from argon.control.context import ControlContext
 from argon.control.models import BranchState, EndpointState, OperationStatus
 from argon.control.projects import ProjectService
@@ -67,6 +69,8 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
         if running:
             runtime.touch(ep.id)
             _adopt_port(ctx, runtime, ep.id)
+        else:
+            compute_runs.close_stale(ctx, ep.id)
         if state != ep.state:
             with ctx.tx() as conn:
                 conn.execute(update(t.endpoints).where(t.endpoints.c.id == ep.id)
@@ -93,3 +97,11 @@ def _adopt_port(ctx: ControlContext, runtime: EndpointRuntime, endpoint_id: str)
                          .values(compute_port=real))
         logger.info("repair: compute %s runs on port %d (metadata said %d)", endpoint_id,
                     real, spec.port)
+    # A PgBouncer left by an older Argon may still listen on TCP and trust everyone:
+    # start() rewrites its configuration (and restarts it if it has a TCP listener).
+    pooler = runtime.pooler_spec(replace(spec, port=real))
+    if ctx.poolers is not None and ctx.poolers.pid(pooler) is not None:
+        try:
+            ctx.poolers.start(pooler)
+        except Exception as exc:  # noqa: BLE001 - reported; the next pooled wake retries
+            logger.warning("repair: could not refresh PgBouncer of %s: %s", endpoint_id, exc)

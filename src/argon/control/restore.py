@@ -70,6 +70,9 @@ class Restorer:
             source_ep = conn.execute(select(t.endpoints.c.id).where(
                 t.endpoints.c.branch_id == source.id,
                 t.endpoints.c.type == "read_write")).scalar()
+            # The new state is a new timeline: refuse a full disk before marking anything.
+            self.ctx.storage.require_space_for_branch(source.timeline_id,
+                                                      f"restore branch {row.name}")
             conn.execute(update(t.branches).where(t.branches.c.id == row.id).values(
                 state=BranchState.RESETTING.value, updated_at=self.ctx.clock()))
             op = self.svc.oplog.begin(conn, project_id, OperationAction.CREATE_TIMELINE,
@@ -157,6 +160,8 @@ class Restorer:
                 conn.execute(t.databases.delete().where(t.databases.c.branch_id == row.id))
                 from argon.control.branches import _copy_roles_and_databases
                 _copy_roles_and_databases(conn, source.id, row.id, now)
+        # the branch's Postgres now holds other verifiers: the proxy's cache must drop them
+        self.ctx.events.roles_changed(row.id)
         return kept_id
 
     def _referenced(self, timeline_id: str) -> bool:

@@ -11,12 +11,15 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import psycopg
 from sqlalchemy import select, update
 
 from argon.compute import ComputeSpec, PoolerSpec, socket_dir_for
+from argon.control.admin_password import AdminPasswords
+from argon.control import compute_runs, sql_roles
 from argon.control.context import ControlContext
 from argon.control.models import EndpointState, OperationAction
 from argon.control.operations import OperationLog
@@ -33,6 +36,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as Postgres binds
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class RunningCompute:
     endpoint_id: str
@@ -44,11 +57,14 @@ class EndpointRuntime:
     def __init__(self, ctx: ControlContext, oplog: OperationLog) -> None:
         self.ctx = ctx
         self.oplog = oplog
+        self.admin_passwords = AdminPasswords(ctx.settings.home / "secrets")
         self._installs: dict[int, PgInstall] = {}
         self._installs_lock = threading.Lock()
         # activity seen outside Postgres' own view (proxy sessions), by endpoint id
         self._sessions: dict[str, int] = {}
         self._last_seen: dict[str, float] = {}
+        # starting or suspending: connections wait for the lock instead of the old route
+        self._unavailable: set[str] = set()
         self._activity_lock = threading.Lock()
 
     # -- specs ---------------------------------------------------------------------------
@@ -79,9 +95,11 @@ class EndpointRuntime:
             log_path=home / "logs" / f"{endpoint_id}.log",
             cu_min=row.min_cu, cu_max=row.max_cu,
             pg_settings=dict(row.pg_settings or {}),
+            admin_password=self.admin_passwords.for_project(row.project_id),
         )
 
     def pooler_spec(self, compute: ComputeSpec) -> PoolerSpec:
+        """PgBouncer on a private unix socket only; ``port`` 0 only names its socket."""
         home = self.ctx.settings.home
         return PoolerSpec(
             endpoint_id=compute.endpoint_id, compute=compute, port=0,
@@ -96,16 +114,44 @@ class EndpointRuntime:
             return None
         return RunningCompute(endpoint_id, str(spec.socket_dir), spec.port)
 
-    def ensure_running(self, endpoint_id: str, *, pooled: bool = False) -> RunningCompute:
-        """Start the endpoint's compute unless it runs; concurrent callers share one start."""
-        with self.ctx.locks.wait_for(f"ep:{endpoint_id}"):
-            spec = self.spec(endpoint_id)
-            if self.ctx.computes.pid(spec) is None:
-                spec = self._start(endpoint_id, spec)
-            self.touch(endpoint_id)
-            if not pooled:
-                return RunningCompute(endpoint_id, str(spec.socket_dir), spec.port)
-            return self._ensure_pooler(spec)
+    def ensure_running(self, endpoint_id: str, *, pooled: bool = False,
+                       before_start: Callable[[], None] | None = None,
+                       activity: bool = True) -> RunningCompute:
+        """Start the endpoint's compute unless it runs; concurrent callers share one start.
+
+        A running compute is answered without the endpoint's lock: branching and time
+        travel hold that lock for long, and must not block new sessions.  The lock is
+        taken only to start one (and by suspend), and ``before_start`` (the proxy's wake
+        rate limit) runs under it only when a start is really needed.  ``activity``
+        False (the reconciler restarting a crashed compute) does not count as use, so a
+        compute that keeps crashing is not kept "in use" by its own restarts.
+        """
+        spec = self.spec(endpoint_id)
+        available = self.claim(endpoint_id) if activity else self._available(endpoint_id)
+        if not available or self.ctx.computes.pid(spec) is None:
+            with self.ctx.locks.wait_for(f"ep:{endpoint_id}"):
+                spec = self.spec(endpoint_id)
+                if self.ctx.computes.pid(spec) is None:
+                    if before_start is not None:
+                        before_start()
+                    spec = self._start_unavailable(endpoint_id, spec)
+                if activity:
+                    self.touch(endpoint_id)
+        if not pooled:
+            return RunningCompute(endpoint_id, str(spec.socket_dir), spec.port)
+        return self._ensure_pooler(spec)
+
+    def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec) -> ComputeSpec:
+        # The same socket answers "the database system is starting up" until the start
+        # returns: cached routes are dropped and connections wait for the lock meanwhile.
+        with self._activity_lock:
+            self._unavailable.add(endpoint_id)
+        self.ctx.events.compute_changed(endpoint_id)
+        try:
+            return self._start(endpoint_id, spec)
+        finally:
+            with self._activity_lock:
+                self._unavailable.discard(endpoint_id)
 
     def _start(self, endpoint_id: str, spec: ComputeSpec) -> ComputeSpec:
         with self.ctx.tx() as conn:
@@ -116,16 +162,23 @@ class EndpointRuntime:
                                   .where(t.branches.c.id == row.branch_id)).one()
             op = self.oplog.begin(conn, row.project_id, OperationAction.START_COMPUTE,
                                   branch_id=row.branch_id, endpoint_id=endpoint_id)
-        port = free_port()
+        # The same port as last time when it is free: PgBouncer (and anything else that
+        # remembered the address) finds the compute again after a restart or a crash.
+        port = spec.port if spec.port and port_is_free(spec.port) else free_port()
         spec = replace(spec, port=port)
         try:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             self.ctx.computes.start(spec)
             self.ctx.storage.recovery_finished(branch.timeline_id)
         except ArgonError as exc:
+            logger.warning("compute %s failed to start: %s", endpoint_id, exc.message)
             self.oplog.fail(op, exc.message)
+            if isinstance(exc, NotFound):   # e.g. a missing data directory: not a 404
+                raise ArgonError(f"compute {endpoint_id} failed to start: {exc.message}"
+                                 ) from exc
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, then re-raised as ours
+            logger.warning("compute %s failed to start: %s", endpoint_id, exc)
             self.oplog.fail(op, str(exc))
             raise ArgonError(f"compute {endpoint_id} failed to start: {exc}") from exc
         now = self.ctx.clock()
@@ -133,9 +186,28 @@ class EndpointRuntime:
             conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
                 state=EndpointState.ACTIVE.value, compute_port=port, started_at=now,
                 last_active=now, updated_at=now))
+            compute_runs.opened(conn, endpoint_id, row.project_id, row.branch_id,
+                                row.max_cu, now)
         self.oplog.finish(op)
         logger.info("started compute %s on port %d", endpoint_id, port)
+        self._reload_pooler(spec)
+        self.ctx.events.compute_changed(endpoint_id)
         return spec
+
+    def _reload_pooler(self, spec: ComputeSpec) -> None:
+        """Point a running PgBouncer at the compute that just started, at once: its open
+        client sessions must not wait for the next pooled connection to learn it."""
+        poolers = self.ctx.poolers
+        if poolers is None:
+            return
+        pspec = self.pooler_spec(spec)
+        try:
+            with self.ctx.locks.wait_for(f"pooler:{spec.endpoint_id}"):
+                if poolers.pid(pspec) is not None:
+                    poolers.start(pspec)   # rewrites the ini and reloads if it changed
+        except Exception as exc:  # noqa: BLE001 - the next pooled connection retries
+            logger.warning("pooler %s: reload after a compute start failed: %s",
+                           spec.endpoint_id, exc)
 
     def _ensure_pooler(self, spec: ComputeSpec) -> RunningCompute:
         poolers = self.ctx.poolers
@@ -143,38 +215,100 @@ class EndpointRuntime:
             raise ArgonError("pooled connections need PgBouncer: apt-get install pgbouncer")
         pspec = self.pooler_spec(spec)
         # start() keeps a running PgBouncer's port (or picks one) and reloads it when the
-        # compute came back on another port.
-        poolers.start(pspec)
-        port = poolers.port(pspec)
+        # compute came back on another port.  Its own lock, not the endpoint's: a pooled
+        # connection to a running compute must not wait for a branch of it.
+        with self.ctx.locks.wait_for(f"pooler:{spec.endpoint_id}"):
+            poolers.start(pspec)
+            port = poolers.port(pspec)
         if port is None:
             raise ArgonError(f"PgBouncer for {spec.endpoint_id} did not start")
         return RunningCompute(spec.endpoint_id, str(pspec.socket_dir), port)
 
-    def suspend(self, endpoint_id: str, *, reason: str = "request") -> bool:
-        """Stop the compute (and its pooler).  Returns False if it was not running."""
+    def suspend(self, endpoint_id: str, *, reason: str = "request",
+                idle_limit: float | None = None) -> bool:
+        """Stop the compute (and its pooler).  Returns False if it was not stopped.
+
+        With ``idle_limit`` (the reconciler) the compute is stopped only if it is still
+        idle under the lock: no client sessions, no proxy sessions, and no activity for
+        ``idle_limit`` seconds; a client that arrived meanwhile keeps it running.
+        """
         with self.ctx.locks.wait_for(f"ep:{endpoint_id}"):
             spec = self.spec(endpoint_id)
             was_running = self.ctx.computes.pid(spec) is not None
-            with self.ctx.tx() as conn:
-                row = conn.execute(select(t.endpoints.c.project_id, t.endpoints.c.branch_id)
-                                   .where(t.endpoints.c.id == endpoint_id)).one()
-                op = self.oplog.begin(conn, row.project_id, OperationAction.SUSPEND_COMPUTE,
-                                      branch_id=row.branch_id, endpoint_id=endpoint_id)
+            if idle_limit is not None and not (was_running
+                                               and self._still_idle(endpoint_id, spec,
+                                                                    idle_limit)):
+                return False
+            with self._activity_lock:
+                self._unavailable.add(endpoint_id)
             try:
-                if self.ctx.poolers is not None:
+                return self._stop(endpoint_id, spec, was_running, reason)
+            finally:
+                with self._activity_lock:
+                    self._unavailable.discard(endpoint_id)
+                self.ctx.events.compute_changed(endpoint_id)
+
+    def _still_idle(self, endpoint_id: str, spec: ComputeSpec, limit: float) -> bool:
+        if self.ctx.computes.client_sessions(spec) > 0:
+            self.touch(endpoint_id)
+            return False
+        with self._activity_lock:
+            if self._sessions.get(endpoint_id, 0) > 0:
+                return False
+            last = self._last_seen.get(endpoint_id)
+            if last is None or time.monotonic() - last < limit:
+                return False
+            # decided: from here on new connections wait for the lock (and a new start)
+            self._unavailable.add(endpoint_id)
+            return True
+
+    def _stop(self, endpoint_id: str, spec: ComputeSpec, was_running: bool,
+              reason: str) -> bool:
+        with self.ctx.tx() as conn:
+            row = conn.execute(select(t.endpoints.c.project_id, t.endpoints.c.branch_id)
+                               .where(t.endpoints.c.id == endpoint_id)).one()
+            op = self.oplog.begin(conn, row.project_id, OperationAction.SUSPEND_COMPUTE,
+                                  branch_id=row.branch_id, endpoint_id=endpoint_id)
+        if was_running:
+            self.sync_sql_roles(endpoint_id, spec, row.branch_id)
+        try:
+            if self.ctx.poolers is not None:
+                with self.ctx.locks.wait_for(f"pooler:{endpoint_id}"):
                     self.ctx.poolers.stop(self.pooler_spec(spec))
-                self.ctx.computes.stop(spec, "fast")
-            except Exception as exc:
-                self.oplog.fail(op, str(exc))
-                raise
-            now = self.ctx.clock()
+            self.ctx.computes.stop(spec, "fast")
+        except Exception as exc:
+            self.oplog.fail(op, str(exc))
+            raise
+        now = self.ctx.clock()
+        with self.ctx.tx() as conn:
+            conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
+                state=EndpointState.IDLE.value, suspended_at=now, updated_at=now))
+            compute_runs.closed(conn, endpoint_id, now)
+        self.oplog.finish(op)
+        if was_running:
+            logger.info("suspended compute %s (%s)", endpoint_id, reason)
+        return was_running
+
+    def sync_sql_roles(self, endpoint_id: str, spec: ComputeSpec | None = None,
+                       branch_id: str | None = None) -> bool:
+        """Copy the SCRAM verifiers of roles made with SQL out of the running compute, so
+        the proxy authenticates them while it sleeps; True when they changed."""
+        spec = spec or self.spec(endpoint_id)
+        try:
+            if branch_id is None:
+                with self.ctx.tx() as conn:
+                    branch_id = conn.execute(select(t.endpoints.c.branch_id).where(
+                        t.endpoints.c.id == endpoint_id)).scalar_one()
+            with self.ctx.computes.connect(spec) as pg:
+                secrets = sql_roles.read_login_secrets(pg)
             with self.ctx.tx() as conn:
-                conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
-                    state=EndpointState.IDLE.value, suspended_at=now, updated_at=now))
-            self.oplog.finish(op)
-            if was_running:
-                logger.info("suspended compute %s (%s)", endpoint_id, reason)
-            return was_running
+                changed = sql_roles.store(conn, branch_id, secrets, self.ctx.clock())
+        except Exception as exc:  # noqa: BLE001 - a sync is retried; never blocks a stop
+            logger.warning("compute %s: could not sync SQL roles: %s", endpoint_id, exc)
+            return False
+        if changed:
+            self.ctx.events.roles_changed(branch_id)
+        return changed
 
     def connect(self, endpoint_id: str, dbname: str = "postgres") -> psycopg.Connection:
         """A superuser connection to the running compute (started if needed)."""
@@ -182,6 +316,20 @@ class EndpointRuntime:
         return self.ctx.computes.connect(self.spec(endpoint_id), dbname=dbname)
 
     # -- activity ------------------------------------------------------------------------
+
+    def claim(self, endpoint_id: str) -> bool:
+        """A connection is about to use the running compute: counts as activity, so an
+        idle check that has not decided yet keeps the compute.  False while a start or a
+        suspend is under way: the caller must wait for the lock instead."""
+        with self._activity_lock:
+            if endpoint_id in self._unavailable:
+                return False
+            self._last_seen[endpoint_id] = time.monotonic()
+            return True
+
+    def _available(self, endpoint_id: str) -> bool:
+        with self._activity_lock:
+            return endpoint_id not in self._unavailable
 
     def touch(self, endpoint_id: str) -> None:
         with self._activity_lock:
@@ -201,6 +349,14 @@ class EndpointRuntime:
             self._sessions[endpoint_id] = max(0, self._sessions.get(endpoint_id, 0) - 1)
             self._last_seen[endpoint_id] = time.monotonic()
 
+    def recently_active(self, endpoint_id: str, within: float) -> bool:
+        """Sessions open, or activity in the last ``within`` seconds."""
+        with self._activity_lock:
+            if self._sessions.get(endpoint_id, 0) > 0:
+                return True
+            last = self._last_seen.get(endpoint_id)
+        return last is not None and time.monotonic() - last < within
+
     def idle_seconds(self, endpoint_id: str) -> float | None:
         """Seconds since the last activity Argon saw; None while sessions are open."""
         with self._activity_lock:
@@ -208,4 +364,3 @@ class EndpointRuntime:
                 return None
             last = self._last_seen.get(endpoint_id)
         return None if last is None else time.monotonic() - last
-

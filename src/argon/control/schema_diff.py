@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from argon.compute import ComputeSpec
+from argon.compute.process import NO_PASSFILE, child_env
 from argon.control import ids
 from argon.errors import ArgonError, Conflict, InvalidInput, NotFound
 from argon.meta import tables as t
@@ -47,7 +48,9 @@ def _dump(svc: BranchService, spec: ComputeSpec, db_name: str) -> str:
         [spec.install.bin("pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
          "-h", str(spec.socket_dir), "-p", str(spec.port), "-U", "cloud_admin", db_name],
         capture_output=True, text=True, timeout=120,
-        **svc.ctx.owner.popen_kwargs())  # type: ignore[call-overload]
+        # run as Argon itself, not the Postgres account: another compute (same account)
+        # could read the password from /proc/<pid>/environ
+        env={**child_env(), "PGPASSWORD": spec.admin_password, "PGPASSFILE": NO_PASSFILE})
     if out.returncode != 0:
         raise ArgonError(f"pg_dump of {db_name} failed: {out.stderr.strip()}")
     return _normalise(str(out.stdout))

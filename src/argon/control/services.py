@@ -7,13 +7,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from argon.compute import ComputeManager, PoolerManager
+from argon.compute import ComputeManager, PoolerManager, socket_dir_for
 from argon.control.api_keys import ApiKeyService
 from argon.control.branches import BranchService
 from argon.control.catalog import DatabaseService, RoleService
+from argon.control.consumption import ConsumptionService
 from argon.control.context import ControlContext
 from argon.control.endpoints import EndpointService
 from argon.control.operations import OperationLog, OperationService
+from argon.control.organization import OrganizationService
+from argon.control.permissions import PermissionService
 from argon.control.platform import PlatformService
 from argon.control.projects import ProjectService
 from argon.control.reconciler import Reconciler
@@ -22,10 +25,12 @@ from argon.control.runtime import EndpointRuntime
 from argon.control.secretbox import SecretBox
 from argon.control.timetravel import TimeTravel
 from argon.errors import Unavailable
+from argon.home import restrict_home
 from argon.meta.db import open_database
 from argon.pg import pg_os_user
 from argon.settings import Settings
 from argon.storage import Storage, detect_clone_driver
+from argon.storage.space import SpaceReserve
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,9 @@ class Services:
     api_keys: ApiKeyService
     platform: PlatformService
     reconciler: Reconciler
+    organization: OrganizationService
+    permissions: PermissionService
+    consumption: ConsumptionService
 
     def repair(self) -> list[str]:
         return repair(self.ctx, self.runtime, self.projects)
@@ -60,24 +68,43 @@ class Services:
 
 
 def prepare_home(home: Path) -> None:
-    """Create the home; traversable (not readable) by the Postgres account."""
+    """Create the home, private to Argon's account (see ``argon.home``): the Postgres
+    account may cross (0711, not list) the home, ``timelines`` and ``run`` (and
+    ``run/pgbouncer``) to reach its own 0700 directories; everything else is 0700/0600,
+    including files an older Argon left readable."""
     home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o711)
-    for sub in ("timelines", "logs", "run", "secrets"):
+    for sub in ("timelines", "logs", "run", "secrets", "run/pgbouncer"):
         (home / sub).mkdir(exist_ok=True)
-    os.chmod(home / "secrets", 0o700)
-    os.chmod(home / "timelines", 0o711)
-    os.chmod(home / "run", 0o711)
+    for path, mode in ((home, 0o711), (home / "timelines", 0o711), (home / "run", 0o711),
+                       (home / "run" / "pgbouncer", 0o711), (home / "secrets", 0o700),
+                       (home / "logs", 0o700)):
+        os.chmod(path, mode)
+    # Argon writes the logs and hands Postgres an open descriptor; the Postgres account
+    # (which every compute runs as) must not read other projects' logs or Argon's own.
+    if os.stat(home / "logs").st_uid != os.getuid():
+        os.chown(home / "logs", os.getuid(), os.getgid())
+    # A deep home's socket directories live under /tmp/argon-<hash> instead of run/
+    # (compute.sockets): the Postgres account crosses that parent the same way.
+    sockets = socket_dir_for(home, "ep-" + "x" * 24).parent
+    if sockets != home / "run":
+        sockets.mkdir(mode=0o711, exist_ok=True)
+        os.chmod(sockets, 0o711)
+    changed = restrict_home(home)
+    if changed:
+        logger.info("made %d file(s) in the home private, e.g. %s", len(changed), changed[0])
 
 
 def build_services(settings: Settings) -> Services:
     prepare_home(settings.home)
     owner = pg_os_user()
-    owner.chown(settings.home / "logs")
     driver = detect_clone_driver(settings.home / "timelines", settings.clone_driver)
-    storage = Storage(settings.home / "timelines", driver, owner)
+    # On the home's filesystem, like the metadata database it makes room for.
+    reserve = SpaceReserve(settings.home / "run" / "space-reserve")
+    storage = Storage(settings.home / "timelines", driver, owner, reserve)
     try:
         poolers: PoolerManager | None = PoolerManager(owner)
+        logger.info("pooled hosts: PgBouncer %s (%s)", ".".join(map(str, poolers.version)),
+                    poolers.binary)
     except Unavailable as exc:
         logger.warning("%s; pooled (-pooler) connections are unavailable", exc.message)
         poolers = None
@@ -96,4 +123,6 @@ def build_services(settings: Settings) -> Services:
         roles=RoleService(ctx, oplog, runtime, endpoints),
         operations=OperationService(ctx), api_keys=ApiKeyService(ctx),
         platform=PlatformService(ctx),
-        reconciler=Reconciler(ctx, runtime, branches))
+        reconciler=Reconciler(ctx, runtime, branches),
+        organization=OrganizationService(ctx), permissions=PermissionService(ctx),
+        consumption=ConsumptionService(ctx))

@@ -80,6 +80,9 @@ class TimeTravel:
                   point: PointInTime) -> BranchPoint:
         """Build ``child_tl`` from ``source_row``'s history at ``point`` (checked first)."""
         storage = self.ctx.storage
+        # Before sealing the parent's WAL: that writes too, and the clone would fail anyway.
+        storage.require_space_for_branch(source_row.timeline_id,
+                                         f"go back to {point} on branch {source_row.name}")
         retention = self._retention(source_row.project_id)
         if source_ep is None:
             return self._branch_stopped(child_tl, source_row, point, retention)
@@ -132,10 +135,27 @@ class TimeTravel:
               read_only: bool) -> ComputeSpec:
         home = self.ctx.settings.home
         settings = {"default_transaction_read_only": "on"} if read_only else {}
+        password = self.runtime.admin_passwords.for_project(self._project_of(timeline_id))
         return ComputeSpec(endpoint_id=compute_id, pgdata=self.ctx.storage.pgdata(timeline_id),
                            install=self.runtime.install_for(pg_version), port=0,
                            socket_dir=socket_dir_for(home, compute_id),
-                           log_path=home / "logs" / f"{compute_id}.log", pg_settings=settings)
+                           log_path=home / "logs" / f"{compute_id}.log", pg_settings=settings,
+                           admin_password=password)
+
+    def _project_of(self, timeline_id: str) -> str:
+        """The project whose data a timeline holds: its branch's, or (a temporary child
+        timeline has no branch) the nearest ancestor's."""
+        current: str | None = timeline_id
+        seen: set[str] = set()
+        while current is not None and current not in seen:
+            seen.add(current)
+            with self.ctx.tx() as conn:
+                project = conn.execute(select(t.branches.c.project_id).where(
+                    t.branches.c.timeline_id == current)).scalar()
+            if project is not None:
+                return str(project)
+            current = self.ctx.storage.manifest(current).parent_id
+        raise NotFound(f"timeline {timeline_id} belongs to no project")
 
     @contextmanager
     def temporary_compute(self, timeline_id: str, pg_version: int, read_only: bool = False

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from argon.compute import user_settings
 from argon.errors import InvalidInput
 
 MAX_RETENTION = 2_592_000            # 30 days, Neon's maximum
@@ -61,15 +63,29 @@ def cu_range(min_cu: float, max_cu: float) -> tuple[float, float]:
 
 
 def pg_settings(values: dict[str, str]) -> dict[str, str]:
+    """An endpoint's ``pg_settings``: only the allow-listed settings, each in its range
+    (see ``argon.compute.user_settings``), so nothing stored can break a later start."""
     if not isinstance(values, dict):
         raise InvalidInput("pg_settings must be an object of setting names to string values")
     out: dict[str, str] = {}
     for key, val in values.items():
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", str(key)):
-            raise InvalidInput(f"pg_settings: {key!r} is not a valid setting name")
-        if not isinstance(val, (str, int, float)) or isinstance(val, bool):
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
             raise InvalidInput(f"pg_settings: value of {key!r} must be a string")
-        if _CONTROL_CHARS.search(str(val)):
-            raise InvalidInput(f"pg_settings: value of {key!r} contains control characters")
-        out[str(key)] = str(val)
+        out[user_settings.check_one(str(key), str(val))] = str(val)
     return out
+
+
+# Neon's ProjectAuditLogLevel enum (public API v2 spec).
+AUDIT_LOG_LEVELS = ("base", "extended", "full")
+
+
+def project_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Project ``settings`` fields Argon stores but does not act on must still hold values
+    Neon's schema allows, or every later answer that shows them breaks Neon's clients."""
+    if not isinstance(values, dict):
+        raise InvalidInput("settings must be an object")
+    level = values.get("audit_log_level")
+    if level is not None and level not in AUDIT_LOG_LEVELS:
+        raise InvalidInput(f"settings.audit_log_level must be one of "
+                           f"{', '.join(AUDIT_LOG_LEVELS)}, not {level!r}")
+    return values

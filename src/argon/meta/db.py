@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -26,6 +27,7 @@ def open_database(url: str) -> Engine:
     """An engine on ``url`` with the schema migrated to the newest revision."""
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
+        _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -33,6 +35,16 @@ def open_database(url: str) -> Engine:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return engine
+
+
+def _create_private(database: str | None) -> None:
+    """Create the SQLite file 0600 before SQLite does: it holds role verifiers and API key
+    digests, and SQLite gives its -wal and -shm files the database file's mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    os.chmod(database, 0o600)
 
 
 def sqlite_url(path: Path) -> str:

@@ -137,3 +137,41 @@ api_keys = Table(
     Column("last_used_at", UtcDateTime, nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),
 )
+
+# Login roles created with SQL inside a branch's Postgres: their SCRAM verifiers, read
+# from pg_authid while the compute runs (at suspend and by a periodic sync), so the proxy
+# can authenticate them without waking the compute.  Not part of Neon's role listing.
+sql_role_secrets = Table(
+    "sql_role_secrets", metadata,
+    Column("branch_id", String(64), ForeignKey("branches.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("verifier", Text, nullable=False),
+    Column("synced_at", UtcDateTime, nullable=False),
+)
+
+# Neon's project permissions (``/projects/{id}/permissions``): an e-mail address granted
+# access.  Kept after revocation (``revoked_at``) as Neon's answer to a revoke shows it.
+project_permissions = Table(
+    "project_permissions", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("email", String(256), nullable=False),
+    Column("granted_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+# One row per time a compute ran: the consumption history's active and compute time.
+# No foreign key to endpoints: Neon's figures include computes deleted since.
+compute_runs = Table(
+    "compute_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", String(64), ForeignKey("projects.id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("branch_id", String(64), nullable=False),
+    Column("endpoint_id", String(64), nullable=False, index=True),
+    Column("cu", Float, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("stopped_at", UtcDateTime, nullable=True),
+)

@@ -47,16 +47,25 @@ class PgInstall:
         root = self.bindir.parent
         target = cache_dir / f"pg{self.version}-{self.source}"
         marker = target / ".complete"
-        if not marker.exists():
+        stamp = _copy_stamp(self.full_version, root)
+        if not marker.exists() or marker.read_text() != stamp:
             tmp = cache_dir / f".pg{self.version}-{self.source}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             cache_dir.mkdir(parents=True, exist_ok=True)
             shutil.copytree(root, tmp, symlinks=True)
             shutil.rmtree(target, ignore_errors=True)
             os.rename(tmp, target)
-            marker.write_text(self.full_version)
+            marker.write_text(stamp)
             _make_world_readable(cache_dir)
         return PgInstall(self.version, self.full_version, target / "bin", self.source)
+
+
+def _copy_stamp(full_version: str, root: Path) -> str:
+    """What a copy must match to be current: the version, and Argon's preload library
+    (scripts/build-pgext.sh may add or rebuild it after the copy was made)."""
+    libs = sorted(f"{p.relative_to(root)}@{p.stat().st_mtime_ns}"
+                  for p in root.glob("lib/**/argon.so"))
+    return "\n".join([full_version, *libs])
 
 
 def _world_traversable(path: Path) -> bool:

@@ -18,14 +18,24 @@ class ComputeAddress:
 
 
 class ProxyBackend(Protocol):
-    async def wake(self, endpoint_id: str, *, pooled: bool) -> ComputeAddress: ...
+    async def wake(self, endpoint_id: str, *, pooled: bool,
+                   client: str | None = None) -> ComputeAddress: ...
     # raises argon.errors.NotFound for an unknown endpoint; starts a suspended compute
     # (and, for pooled, its PgBouncer); concurrent calls share one start; returns where
-    # to connect. The compute trusts connections on that socket (it is private to
-    # Argon), so the proxy must authenticate the client itself before connecting.
+    # to connect.  ``client`` is the client's address: starts are rate-limited by it
+    # (a refusal is a ProxyError with SQLSTATE 53300).  Call it only for a client that
+    # has authenticated. The compute (or PgBouncer) wants SCRAM too: the proxy logs in
+    # as the client's role with the client's ClientKey (see auth/scram_client.py).
 
     async def role_secret(self, endpoint_id: str, role: str) -> str | None: ...
     # the role's SCRAM verifier ("SCRAM-SHA-256$...") on that endpoint's branch, or None
+
+    async def ip_allowed(self, endpoint_id: str, address: str) -> bool: ...
+    # whether the project's IP allow list lets the client at ``address`` reach the
+    # endpoint (asked after routing, before authentication)
+
+    def route_failed(self, endpoint_id: str) -> None: ...
+    # the address ``wake`` gave could not be connected to (the compute died): forget it
 
     def session_started(self, endpoint_id: str) -> None: ...   # keeps the endpoint awake
 

@@ -21,6 +21,7 @@ class ErrorKind(StrEnum):
     CONTROL_PLANE = "control_plane"  # wake or role lookup failed
     COMPUTE = "compute"            # could not reach or start the compute
     TIMEOUT = "timeout"            # the client took too long to authenticate
+    RATE_LIMITED = "rate_limited"  # too many compute starts asked for
     CLIENT_DISCONNECT = "client_disconnect"
 
 

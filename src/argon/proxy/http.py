@@ -19,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from argon.errors import InvalidInput
+from argon.http_guard import process_guard
 from argon.proxy.routing import endpoint_from_address
 from argon.proxy.server import ProxyServer, is_loopback
 from argon.proxy.serverless.websocket import WsChannel
@@ -69,7 +70,8 @@ async def serve_websocket(proxy: ProxyServer, ws: WebSocket) -> None:
     proxy.metrics.websocket_connections_total += 1
     channel = WsChannel(ws)
     info = ClientInfo(peer=f"ws:{client_host}", tls=ws.url.scheme == "wss",
-                      loopback=is_loopback(client_host), host_endpoint=found, websocket=True)
+                      loopback=is_loopback(client_host), host_endpoint=found, websocket=True,
+                      address=client_host)
     try:
         await proxy.serve_client(channel, info)
     finally:
@@ -90,10 +92,12 @@ class HttpServer:
             self.task.cancel()
 
 
-def _config(app: Starlette) -> uvicorn.Config:
-    return uvicorn.Config(app, ws="websockets-sansio", lifespan="off", log_level="warning",
-                          access_log=False, ws_max_size=16 * 1024 * 1024,
-                          ws_per_message_deflate=False)
+def http_config(app: Starlette, **kw: Any) -> uvicorn.Config:
+    """uvicorn's settings for the proxy's HTTP side, wherever it listens: the process's
+    HTTP guard (header/body/handshake deadlines, connection cap) and websockets-sansio."""
+    return uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
+                          ws_max_size=16 * 1024 * 1024, ws_per_message_deflate=False,
+                          **process_guard().protocols(), **kw)
 
 
 async def start_http_server(app: Starlette, host: str, port: int) -> HttpServer:
@@ -106,7 +110,7 @@ async def start_http_server(app: Starlette, host: str, port: int) -> HttpServer:
         sock.close()
         raise InvalidInput(f"cannot listen on {host}:{port}: {e.strerror}; choose a free "
                            "port") from None
-    server = uvicorn.Server(_config(app))
+    server = uvicorn.Server(http_config(app))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
@@ -117,7 +121,7 @@ async def start_http_server(app: Starlette, host: str, port: int) -> HttpServer:
 
 def attach_sniffing(proxy: ProxyServer, app: Starlette) -> None:
     """Serve HTTP requests (and WebSocket upgrades) that arrive on the Postgres port."""
-    config = _config(app)
+    config = http_config(app)
     config.load()
     state = uvicorn.server.ServerState()
 

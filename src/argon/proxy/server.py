@@ -64,9 +64,8 @@ class ProxyServer:
         self.cancels = CancelMap()
         self.plaintext_loopback = tls.allow_plaintext_loopback if tls else True
         self._ssl = tls.server_context() if tls else None
+        # the default certificate's; a connection shown a minted leaf gets that one's
         self.channel_binding = tls.channel_binding() if tls else None
-        if self._ssl is not None:
-            self._ssl.sni_callback = _remember_sni
         self._main: list[_Listener] = []
         self._by_port: dict[int, _Listener] = {}
         self._sessions: set[asyncio.Task[None]] = set()
@@ -191,10 +190,11 @@ class ProxyServer:
             logger.info("TLS handshake with %s failed: %s", peer_host, e)
             sock.close()
             return
-        sni = None
+        sni = binding = None
         if use_tls:
             sslobj = transport.get_extra_info("ssl_object")
             sni = getattr(sslobj, "argon_sni", None)
+            binding = self.tls.presented_binding(sslobj) if self.tls else None
             if mode == "direct" and sslobj.selected_alpn_protocol() != ALPN_POSTGRESQL:
                 self.metrics.errors[ErrorKind.TLS.value] += 1
                 side.write(pq.error_response(ProxyError(
@@ -204,7 +204,8 @@ class ProxyServer:
                 return
         port_route = listener.route or self.backend.endpoint_for_port(listener.port)
         info = ClientInfo(peer=f"{peer_host}:{addr[1]}", tls=use_tls,
-                          loopback=is_loopback(peer_host), sni=sni, port_endpoint=port_route)
+                          loopback=is_loopback(peer_host), sni=sni, port_endpoint=port_route,
+                          address=peer_host, channel_binding=binding)
         await self.serve_client(side, info)
 
     async def serve_client(self, client: ClientChannel, info: ClientInfo) -> None:
@@ -283,8 +284,3 @@ def _peer_closed(sock: socket.socket) -> bool:
 def _set_done(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def _remember_sni(sslobj: Any, name: str | None, ctx: Any) -> None:
-    # Stash the server name on the SSLObject; the session reads it after the handshake.
-    sslobj.argon_sni = name

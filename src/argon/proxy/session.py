@@ -8,19 +8,24 @@ messages between them, the client and the compute.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from argon.errors import InvalidInput, NotFound
+from argon.errors import Conflict, InvalidInput, NotFound
 from argon.pg.scram import ScramVerifier
 from argon.proxy import pq
 from argon.proxy.auth.scram import ScramServer, mechanisms
+from argon.proxy.auth.scram_client import ScramClient, ScramKeys, client_key_from_password
 from argon.proxy.backend import ComputeAddress
 from argon.proxy.errors import ErrorKind, ProxyError, auth_failed, protocol_error
+from argon.proxy.ip_check import check_client_address
 from argon.proxy.relay import Peer, PgSide
 from argon.proxy.routing import no_endpoint_error, route, split_password_form, split_pooler
+from argon.proxy.workers import shared_workers
 
 if TYPE_CHECKING:
     from argon.proxy.server import ProxyServer
@@ -59,6 +64,9 @@ class ClientInfo:
     port_endpoint: tuple[str, bool] | None = None
     host_endpoint: tuple[str, bool] | None = None
     websocket: bool = False
+    address: str | None = None   # the client's IP, for the endpoint's IP allow list
+    # tls-server-end-point data of the certificate this connection was shown (SCRAM-PLUS)
+    channel_binding: bytes | None = None
 
 
 class Session:
@@ -71,6 +79,9 @@ class Session:
         self.outcome = "ok"
         self.at: tuple[str, str] | None = None     # time-travel point, if any
         self.lease: str | None = None              # its temporary compute
+        # the client's ClientKey once authenticated: the proxy logs into the compute
+        # (or its PgBouncer) as the client's role with it, since they trust nobody
+        self.scram_keys: ScramKeys | None = None
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -172,6 +183,8 @@ class Session:
                 await self.proxy.backend.release(self.lease)
 
     async def _verifier(self, endpoint: str, user: str) -> ScramVerifier | None:
+        # routed, not yet authenticated: where Neon checks the project's allowed_ips
+        await check_client_address(self.proxy.backend, endpoint, self.info.address)
         try:
             secret = await self.proxy.backend.role_secret(endpoint, user)
         except NotFound:
@@ -192,7 +205,7 @@ class Session:
     async def _scram_auth(self, endpoint: str, user: str) -> None:
         client = self.client
         verifier = await self._verifier(endpoint, user)
-        cb = self.proxy.channel_binding if self.info.tls else None
+        cb = self.info.channel_binding if self.info.tls else None
         server = ScramServer(user, verifier, cb)
         client.write(pq.auth_sasl(mechanisms(cb)))
         kind, body = await client.read_message(pq.MAX_AUTH_MESSAGE_LEN)
@@ -204,6 +217,8 @@ class Session:
         if kind != b"p":
             raise protocol_error(f"expected SASL response, got message type {kind!r}")
         client.write(pq.auth(pq.AUTH_SASL_FINAL, server.client_final(body)))
+        if verifier is not None and server.client_key is not None:
+            self.scram_keys = ScramKeys(server.client_key, verifier)
 
     async def _cleartext_auth(self, user: str, endpoint: str | None,
                               pooled: bool) -> tuple[str, bool]:
@@ -226,9 +241,14 @@ class Session:
         if endpoint is None:
             raise no_endpoint_error(self.proxy.domain)
         verifier = await self._verifier(endpoint, user)
-        ok = verifier is not None and await asyncio.to_thread(verifier.verify_password, password)
-        if not ok:
+        if verifier is None:
             raise auth_failed(user)
+        # the ClientKey both checks the password (its hash is the StoredKey) and logs in
+        client_key = await shared_workers().run_quick(client_key_from_password, password,
+                                                      verifier)
+        if not hmac.compare_digest(hashlib.sha256(client_key).digest(), verifier.stored_key):
+            raise auth_failed(user)
+        self.scram_keys = ScramKeys(client_key, verifier)
         return endpoint, pooled
 
     async def _wake(self, endpoint: str, pooled: bool) -> ComputeAddress:
@@ -239,18 +259,34 @@ class Session:
                     await self.proxy.backend.release(self.lease)
                 address, self.lease = await self.proxy.backend.wake_at(endpoint, *self.at)
                 return address
-            return await self.proxy.backend.wake(endpoint, pooled=pooled)
+            return await self.proxy.backend.wake(endpoint, pooled=pooled,
+                                                 client=client_host(self.info.peer))
         except NotFound:
             raise _endpoint_not_found(endpoint) from None
-        except InvalidInput as e:  # e.g. a time-travel point outside the history window
+        except InvalidInput as e:
+            if self.at is None:   # e.g. settings Postgres refused: a start failure
+                raise self._start_failed(endpoint, e) from None
+            # a time-travel point outside the history window: the client's own input
             raise ProxyError(ErrorKind.ROUTING, e.message, sqlstate="22023") from None
+        except Conflict as e:
+            if "disabled" not in e.message:
+                raise self._start_failed(endpoint, e) from None
+            raise ProxyError(ErrorKind.CONTROL_PLANE, f"endpoint {endpoint} is disabled; "
+                             "enable it to connect", sqlstate="08006") from None
         except ProxyError:
             raise
         except Exception as e:
-            logger.warning("waking endpoint %s failed: %s", endpoint, e)
-            raise ProxyError(ErrorKind.CONTROL_PLANE, f"could not start endpoint {endpoint}: "
-                             f"{getattr(e, 'message', 'internal error')}", sqlstate="08006",
-                             retryable=True) from None
+            raise self._start_failed(endpoint, e) from None
+
+    @staticmethod
+    def _start_failed(endpoint: str, e: Exception) -> ProxyError:
+        # A fixed text: the detail (log lines, paths) stays in Argon's log and in the
+        # failed operation's error, never on the wire.
+        logger.warning("waking endpoint %s failed: %s", endpoint,
+                       getattr(e, "message", None) or repr(e))
+        return ProxyError(ErrorKind.COMPUTE, f"could not start the compute for endpoint "
+                          f"{endpoint}; try again, or see Argon's log", sqlstate="08006",
+                          retryable=True)
 
     async def _connect(self, endpoint: str, pooled: bool) -> tuple[PgSide, ComputeAddress]:
         loop = asyncio.get_running_loop()
@@ -261,9 +297,12 @@ class Session:
                 _, side = await loop.create_unix_connection(lambda: PgSide("compute"),
                                                             address.path)
                 return side, address
-            except OSError as e:   # suspended between wake and connect: wake again
+            except OSError as e:   # suspended or killed since: forget the route, wake again
                 last = e
-                await asyncio.sleep(0.05 * (attempt + 1))
+                if self.at is None:
+                    self.proxy.backend.route_failed(endpoint)
+                if attempt:
+                    await asyncio.sleep(0.05 * attempt)
         logger.warning("cannot connect to endpoint %s: %s", endpoint, last)
         raise ProxyError(ErrorKind.COMPUTE, f"could not connect to endpoint {endpoint}; try "
                          "again", sqlstate="08006", retryable=True)
@@ -280,9 +319,7 @@ class Session:
             while True:
                 kind, body = await compute.read_message(MAX_COMPUTE_STARTUP_MESSAGE)
                 if kind == b"R":
-                    if pq.int32(body) != pq.AUTH_OK:
-                        raise ProxyError(ErrorKind.COMPUTE, "the compute asked for a password;"
-                                         " it must trust the proxy's socket", sqlstate="08006")
+                    await self._compute_auth(compute, body)
                     continue
                 if kind == b"K":
                     proxy_key = proxy.cancels.register(address, pq.int32(body), body[4:])
@@ -307,6 +344,46 @@ class Session:
         finally:
             if proxy_key is not None:
                 proxy.cancels.unregister(*proxy_key)
+
+    async def _compute_auth(self, compute: PgSide, body: bytes) -> None:
+        """Answer the compute's (or PgBouncer's) authentication request as the client,
+        with SCRAM and the client's ClientKey; AuthenticationOk needs nothing."""
+        code = pq.int32(body)
+        if code == pq.AUTH_OK:
+            return
+        if code != pq.AUTH_SASL:
+            raise ProxyError(ErrorKind.COMPUTE, f"the compute asked for authentication "
+                             f"type {code}; only SCRAM is supported", sqlstate="08006")
+        if self.scram_keys is None:
+            raise ProxyError(ErrorKind.COMPUTE, "the compute asked for SCRAM but the client "
+                             "did not authenticate with a SCRAM password", sqlstate="08006")
+        scram = ScramClient(self.scram_keys)
+        offered = [m.decode() for m in body[4:].split(b"\0") if m]
+        compute.write(pq.message(b"p", scram.initial(offered)))
+        compute.write(pq.message(b"p", scram.continue_(
+            await self._compute_sasl(compute, pq.AUTH_SASL_CONTINUE))))
+        scram.final(await self._compute_sasl(compute, pq.AUTH_SASL_FINAL))
+
+    @staticmethod
+    async def _compute_sasl(compute: PgSide, expected: int) -> bytes:
+        kind, body = await compute.read_message(MAX_COMPUTE_STARTUP_MESSAGE)
+        if kind == b"E":    # e.g. the proof was refused: Postgres' own words, to the log
+            fields = pq.parse_error_fields(body)
+            logger.warning("compute refused the proxy's SCRAM login: %s", fields.get("M"))
+            raise ProxyError(ErrorKind.COMPUTE, "could not authenticate to the compute",
+                             sqlstate=fields.get("C", "08006"))
+        if kind != b"R" or pq.int32(body) != expected:
+            raise ProxyError(ErrorKind.COMPUTE, "unexpected message from the compute during "
+                             "SCRAM authentication", sqlstate="08006")
+        return body[4:]
+
+
+def client_host(peer: str) -> str:
+    """The client's address without its port ("203.0.113.5:51234", "ws:203.0.113.5")."""
+    if peer.startswith("ws:"):
+        return peer[3:]
+    host = peer.rsplit(":", 1)[0] if ":" in peer else peer
+    return host.strip("[]")
 
 
 def _endpoint_not_found(endpoint: str) -> ProxyError:

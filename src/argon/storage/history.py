@@ -153,7 +153,12 @@ class HistoryMixin:
 
     def snapshot_running(self: Storage, timeline_id: str,
                          connect: Callable[[], psycopg.Connection]) -> Snapshot:
-        """A backup-API snapshot of a running timeline (its clients are not blocked)."""
+        """A backup-API snapshot of a running timeline (its clients are not blocked).
+
+        Refused (``InsufficientStorage``) when the disk lacks room for the copy: a
+        background chore must not take the last space, nor start a backup (whose
+        checkpoint can PANIC the compute) on a nearly full disk."""
+        self.require_space_for_branch(timeline_id, f"snapshot timeline {timeline_id}")
         tdir = self._dir(timeline_id)
         staging = staging_dir(tdir, uuid.uuid4().hex[:12])
         try:
@@ -234,7 +239,7 @@ class HistoryMixin:
                               f"{parent_id} (history was garbage-collected); choose a later "
                               "point")
         tdir = self._begin(child_id, parent_id=parent_id)
-        try:
+        with self._undone_on_error(tdir, f"branch timeline {parent_id} at {point}"):
             pgdata = tdir / "pgdata"
             clone_tree(snapshot_pgdata(self._dir(snap.timeline_id), snap), pgdata,
                        self.driver, self.owner, _SNAPSHOT_RULES)
@@ -266,9 +271,6 @@ class HistoryMixin:
                 state=TimelineState.READY, driver=self.driver.name,
                 created_at=manifest.created_at, recovery_pending=True,
                 branch_lsn_exact=point.lsn is not None))
-        except Exception:
-            self._remove(tdir)
-            raise
         logger.info("branched timeline %s from %s at %s (snapshot %s on %s)", child_id,
                     parent_id, point, snap.lsn, snap.timeline_id)
         return bp

@@ -87,10 +87,10 @@ def snapshot_pgdata(timeline_dir: Path, snap: Snapshot) -> Path:
 
 def staging_dir(timeline_dir: Path, token: str) -> Path:
     root = timeline_dir / SNAPSHOTS_DIR
-    root.mkdir(mode=0o755, exist_ok=True)
+    root.mkdir(mode=0o711, exist_ok=True)
     path = root / f"{TMP_PREFIX}{token}"
-    path.mkdir(mode=0o755)
-    os.chmod(path, 0o755)
+    path.mkdir(mode=0o711)
+    os.chmod(path, 0o711)
     return path
 
 

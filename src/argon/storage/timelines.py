@@ -21,15 +21,24 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
-from argon.errors import ArgonError, Conflict, InvalidInput, NotFound
+from argon.errors import (
+    ArgonError,
+    Conflict,
+    InsufficientStorage,
+    InvalidInput,
+    NotFound,
+    is_disk_full,
+)
 from argon.pg import OsUser
+from argon.storage import space
 from argon.storage.branching import CloneJob, branch_running, branch_stopped
 from argon.storage.conf import RecoveryTarget, StorageConf, write_storage_conf
 from argon.storage.drivers import CloneDriver
@@ -53,14 +62,18 @@ _MAX_ANCESTRY = 10_000
 
 
 class Storage(HistoryMixin):
-    def __init__(self, root: Path, driver: CloneDriver, owner: OsUser) -> None:
+    def __init__(self, root: Path, driver: CloneDriver, owner: OsUser,
+                 reserve: space.SpaceReserve | None = None) -> None:
         self.root = Path(root)
         self.driver = driver
         self.owner = owner
         self._pins: dict[str, int] = {}    # timelines a running operation reads history of
         self._pins_lock = threading.Lock()
         # 0755: the Postgres account must traverse to its data and archive directories.
-        self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        # Space held back for the metadata of a rollback (none: nothing held back).
+        self.reserve = reserve or space.SpaceReserve(None)
+        self.reserve.ensure()
 
     # -- paths ---------------------------------------------------------------------
     def _dir(self, timeline_id: str) -> Path:
@@ -88,7 +101,7 @@ class Storage(HistoryMixin):
     def init_timeline(self, timeline_id: str, initdb: Callable[[Path], None]) -> None:
         """A root timeline: ``initdb(pgdata)`` fills the empty data directory."""
         tdir = self._begin(timeline_id, parent_id=None)
-        try:
+        with self._undone_on_error(tdir, f"create timeline {timeline_id}"):
             pgdata = self._make_owned_dir(tdir / "pgdata")
             initdb(pgdata)
             write_storage_conf(pgdata, self._conf(timeline_id, None), self.owner)
@@ -96,9 +109,6 @@ class Storage(HistoryMixin):
             self._initdb_snapshot(timeline_id, pgdata)
             manifest = self.manifest(timeline_id)
             write_manifest(tdir, manifest.with_state(TimelineState.READY))
-        except Exception:
-            self._remove(tdir)
-            raise
         logger.info("created root timeline %s", timeline_id)
 
     def branch_timeline(self, child_id: str, parent_id: str,
@@ -113,7 +123,7 @@ class Storage(HistoryMixin):
         if parent.state is not TimelineState.READY:
             raise Conflict(f"timeline {parent_id} is still being created; retry when ready")
         tdir = self._begin(child_id, parent_id=parent_id)
-        try:
+        with self._undone_on_error(tdir, f"branch timeline {parent_id}"):
             job = CloneJob(
                 src=self.pgdata(parent_id), dst=tdir / "pgdata",
                 wal_sources=(self.pgdata(parent_id) / "pg_wal",
@@ -143,9 +153,6 @@ class Storage(HistoryMixin):
                 state=TimelineState.READY, driver=self.driver.name,
                 created_at=manifest.created_at, recovery_pending=True,
             ))
-        except Exception:
-            self._remove(tdir)
-            raise
         logger.info("branched timeline %s from %s at %s (pg timeline %d, %s)", child_id,
                     parent_id, point.lsn, point.pg_timeline,
                     "running" if running_parent else "stopped")
@@ -175,6 +182,24 @@ class Storage(HistoryMixin):
                     updated = replace(updated, branch_lsn_exact=True,
                                       branch_point=replace(manifest.branch_point, lsn=exact))
             write_manifest(self._dir(timeline_id), updated)
+
+    # -- free space ------------------------------------------------------------------
+    def require_space_for_branch(self, parent_id: str, doing: str) -> None:
+        """Refuse early (``InsufficientStorage``) a branch, restore or time travel from
+        ``parent_id`` that the filesystem has no room for; nothing is written."""
+        self.reserve.ensure()   # back once space has returned
+        data = 0
+        if self.driver.name != "reflink":
+            pgdata = self.pgdata(parent_id)
+            # pg_wal is not cloned whole: the branch takes only the segments it needs,
+            # which the margin covers.
+            data = self._du(pgdata) - self._du(pgdata / "pg_wal")
+        space.require(self.root, space.need_for_clone(data, self.driver.name), doing)
+
+    def require_space_for_root(self, doing: str) -> None:
+        """Refuse early a new root timeline (a project) the filesystem has no room for."""
+        self.reserve.ensure()
+        space.require(self.root, space.need_for_root(self.driver.name), doing)
 
     # -- removal and accounting ----------------------------------------------------
     def delete_timeline(self, timeline_id: str) -> None:
@@ -232,17 +257,44 @@ class Storage(HistoryMixin):
     def _begin(self, timeline_id: str, parent_id: str | None) -> Path:
         tdir = self._dir(timeline_id)
         try:
-            tdir.mkdir(mode=0o755)
+            tdir.mkdir(mode=0o711)
         except FileExistsError:
             raise Conflict(f"timeline {timeline_id} already exists") from None
-        os.chmod(tdir, 0o755)
-        write_manifest(tdir, TimelineManifest(
-            id=timeline_id, parent_id=parent_id, branch_point=None,
-            state=TimelineState.CREATING, driver=self.driver.name,
-            created_at=datetime.now(UTC),
-        ))
-        self._make_owned_dir(tdir / "wal")
+        except OSError as e:
+            if is_disk_full(e):
+                self.reserve.release()
+                raise space.disk_full(self.root, f"create timeline {timeline_id}") from e
+            raise
+        with self._undone_on_error(tdir, f"create timeline {timeline_id}"):
+            os.chmod(tdir, 0o711)
+            write_manifest(tdir, TimelineManifest(
+                id=timeline_id, parent_id=parent_id, branch_point=None,
+                state=TimelineState.CREATING, driver=self.driver.name,
+                created_at=datetime.now(UTC),
+            ))
+            self._make_owned_dir(tdir / "wal")
         return tdir
+
+    @contextmanager
+    def _undone_on_error(self, tdir: Path, doing: str) -> Iterator[None]:
+        """Remove a timeline being made when its block fails; a full disk becomes
+        ``InsufficientStorage`` (after the removal gave the space back)."""
+        try:
+            yield
+        except Exception as exc:
+            self._remove(tdir)
+            # Not every symptom of a full disk carries ENOSPC: the parent's Postgres
+            # reports only "checkpoint request failed" for its backup start.  A refusal
+            # of the request itself (4xx) stays what it is.
+            refused = isinstance(exc, ArgonError) and exc.status < 500
+            low = not refused and space.free_bytes(self.root) < space.MARGIN_BYTES
+            if is_disk_full(exc) or low:
+                logger.warning("%s failed on a (nearly) full filesystem: %s", doing, exc)
+                # The caller's rollback writes metadata, maybe on this same filesystem.
+                self.reserve.release()
+                if not isinstance(exc, InsufficientStorage):
+                    raise space.disk_full(self.root, doing) from exc
+            raise
 
     def _make_owned_dir(self, path: Path) -> Path:
         path.mkdir(mode=0o700)

@@ -7,14 +7,13 @@ clone driver, keeping modes and handing every entry to the Postgres account.
 from __future__ import annotations
 
 import enum
-import errno
 import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from argon.errors import InvalidInput, Unavailable
+from argon.errors import InvalidInput
 from argon.pg import OsUser
 from argon.storage.drivers import CloneDriver
 
@@ -148,11 +147,6 @@ def _clone_dir(src: Path, dst: Path, rel: tuple[str, ...], driver: CloneDriver,
             if os.path.exists(target):  # the source vanished mid-clone
                 os.unlink(target)
             continue
-        except OSError as e:
-            if e.errno == errno.ENOSPC:
-                raise Unavailable(f"no space left on the storage filesystem while "
-                                   f"cloning {entry.path}: free space and retry") from e
-            raise
         os.chmod(target, mode)
         if owner is not None:
             os.chown(target, owner.uid, owner.gid)

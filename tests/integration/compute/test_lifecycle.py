@@ -24,9 +24,9 @@ def test_initdb_start_query_stop(version: int, argon_tmp: Path, pg_user: OsUser)
     initdb(install, pgdata, pg_user)
     spec = ComputeSpec("ep-life", pgdata, install, free_port(),
                        socket_dir_for(argon_tmp, "ep-life"), argon_tmp / "ep-life.log",
-                       pg_settings={"work_mem": "12MB"})
+                       pg_settings={"work_mem": "12MB"}, admin_password="life-admin-pw")
     mgr = ComputeManager(pg_user)
-    proc = mgr.start(spec)
+    proc = mgr.start(spec)   # initdb gave no password: the first start sets it
     try:
         assert proc.port == spec.port and mgr.pid(spec) == proc.pid
         assert mgr.state(spec) is ComputeState.ACTIVE
@@ -36,10 +36,13 @@ def test_initdb_start_query_stop(version: int, argon_tmp: Path, pg_user: OsUser)
                 "current_setting('work_mem'), pg_is_in_recovery()").fetchone()
         assert num // 10000 == version
         assert (user, work_mem, in_rec) == ("cloud_admin", "12MB", False)
-        # TCP on loopback asks for a password (scram); the socket is trusted
+        # TCP on loopback and the socket both ask for a password (scram)
         with pytest.raises(psycopg.OperationalError, match="password"):
             psycopg.connect(host="127.0.0.1", port=spec.port, user="cloud_admin",
                             dbname="postgres", password="wrong")
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(host=str(spec.socket_dir), port=spec.port, user="cloud_admin",
+                            dbname="postgres", password="", passfile="/nonexistent/.pgpass")
         assert oct(spec.socket_dir.stat().st_mode & 0o777) == "0o700"
     finally:
         mgr.stop(spec)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,13 +9,14 @@ import psycopg
 import pytest
 
 from argon.compute import ComputeManager, ComputeSpec, PoolerManager, PoolerSpec, socket_dir_for
+from argon.compute.pooler import MIN_VERSION, pgbouncer_version
 from argon.errors import Unavailable
-from tests.fixtures.common import free_port
-from tests.fixtures.compute import remove_socket_dir
+from tests.fixtures.common import free_port, no_current_pgbouncer
+from tests.fixtures.compute import TEST_ADMIN_PASSWORD, remove_socket_dir
 
-pytestmark = pytest.mark.skipif(shutil.which("pgbouncer") is None and
-                                not Path("/usr/sbin/pgbouncer").exists(),
-                                reason="pgbouncer is not installed (apt-get install pgbouncer)")
+
+pytestmark = pytest.mark.skipif(no_current_pgbouncer() is not None,
+                                reason=str(no_current_pgbouncer()))
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def pooled(make_compute_spec: Callable[..., ComputeSpec], compute_manager: Compu
     compute = make_compute_spec()
     compute_manager.start(compute)
     with compute_manager.connect(compute) as conn:
-        conn.execute("CREATE ROLE alice LOGIN PASSWORD 'unused-here'")
+        conn.execute("CREATE ROLE alice LOGIN PASSWORD 'alice-pw'")
         conn.execute("CREATE TABLE items (id int)")
         conn.execute("GRANT ALL ON items TO alice")
     spec = PoolerSpec(compute.endpoint_id, compute, free_port(),
@@ -37,9 +37,12 @@ def pooled(make_compute_spec: Callable[..., ComputeSpec], compute_manager: Compu
     remove_socket_dir(spec.socket_dir)
 
 
+PASSWORDS = {"alice": "alice-pw", "cloud_admin": TEST_ADMIN_PASSWORD}
+
+
 def _client(spec: PoolerSpec, user: str) -> psycopg.Connection:
     return psycopg.connect(host=str(spec.socket_dir), port=spec.port, user=user,
-                           dbname="postgres", autocommit=True)
+                           password=PASSWORDS[user], dbname="postgres", autocommit=True)
 
 
 def test_query_through_pgbouncer_in_transaction_mode(
@@ -54,12 +57,14 @@ def test_query_through_pgbouncer_in_transaction_mode(
             conn.execute("INSERT INTO items VALUES (1)")
     # extended-protocol parameters and startup options clients send pass through
     with psycopg.connect(host=str(spec.socket_dir), port=spec.port, user="alice",
-                         dbname="postgres", options="-c search_path=public") as conn:
+                         password="alice-pw", dbname="postgres",
+                         options="-c search_path=public") as conn:
         assert conn.execute("SELECT count(*) FROM items WHERE id = %s", [1]).fetchone() == (1,)
     with _client(spec, "cloud_admin") as admin:
         admin.execute("SELECT 1")
     admin_console = psycopg.connect(host=str(spec.socket_dir), port=spec.port,
-                                    user="cloud_admin", dbname="pgbouncer", autocommit=True)
+                                    user="cloud_admin", password=TEST_ADMIN_PASSWORD,
+                                    dbname="pgbouncer", autocommit=True)
     with admin_console:
         rows = admin_console.execute("SHOW CONFIG").fetchall()
     config = {r[0]: r[1] for r in rows}
@@ -86,8 +91,17 @@ def test_pooler_follows_compute_to_a_new_port(
 
 
 def test_missing_binary_is_reported(pg_user: object) -> None:
-    with pytest.raises(Unavailable, match="apt-get install pgbouncer"):
+    with pytest.raises(Unavailable, match="no PgBouncer found.*scripts/pgbouncer.sh"):
         PoolerManager(pg_user, binary="/nonexistent/pgbouncer")  # type: ignore[arg-type]
+
+
+def test_an_old_pgbouncer_is_refused_with_what_to_do(pg_user: object) -> None:
+    old = "/usr/sbin/pgbouncer"
+    version = pgbouncer_version(old) if Path(old).exists() else None
+    if version is None or version >= MIN_VERSION:
+        pytest.skip(f"no PgBouncer older than 1.21 at {old} to refuse")
+    with pytest.raises(Unavailable, match=r"too old: pooled hosts need PgBouncer >= 1\.21"):
+        PoolerManager(pg_user, binary=old)  # type: ignore[arg-type]
 
 
 def test_port_zero_picks_or_keeps_the_port(pooled: tuple[PoolerManager, PoolerSpec]) -> None:
@@ -97,7 +111,7 @@ def test_port_zero_picks_or_keeps_the_port(pooled: tuple[PoolerManager, PoolerSp
     port = mgr.port(auto)
     assert port and mgr.start(auto) == pid and mgr.port(auto) == port
     with psycopg.connect(host=str(spec.socket_dir), port=port, user="alice",
-                         dbname="postgres") as conn:
+                         password="alice-pw", dbname="postgres") as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     mgr.stop(auto)
     assert mgr.port(auto) is None

@@ -86,9 +86,10 @@ def test_client_sessions_ignores_argons_own(make_compute_spec: Callable[..., Com
         assert compute_manager.client_sessions(spec) == 0
         port = compute_manager.pid(spec) and spec.port
         with psycopg.connect(host=str(spec.socket_dir), port=port, user="cloud_admin",
-                             dbname="postgres", application_name="psql"):
+                             password=spec.admin_password, dbname="postgres",
+                             application_name="psql"):
             assert compute_manager.client_sessions(spec) == 1
             with psycopg.connect(host=str(spec.socket_dir), port=port, user="cloud_admin",
-                                 dbname="postgres"):
+                                 password=spec.admin_password, dbname="postgres"):
                 assert compute_manager.client_sessions(spec) == 2
         assert compute_manager.client_sessions(spec) == 0

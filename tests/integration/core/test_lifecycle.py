@@ -10,7 +10,7 @@ import time
 import httpx
 
 from tests.fixtures.argon_env import ArgonEnv
-from tests.integration.core.helpers import connect, create_branch, new_project
+from tests.integration.core.helpers import connect, new_project
 
 
 def _endpoint(env: ArgonEnv, pid: str, ep: str) -> dict:

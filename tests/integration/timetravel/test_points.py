@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from argon.compute.sockets import socket_dir_for
+from argon.control.admin_password import AdminPasswords
 from tests.fixtures.argon_env import ArgonEnv
 from tests.integration.core.helpers import connect, new_project
 
@@ -32,14 +33,16 @@ def _write(conn: psycopg.Connection, first: int, n: int) -> list[Row]:
     return out
 
 
-def admin(env: ArgonEnv, endpoint_id: str) -> psycopg.Connection:
+def admin(env: ArgonEnv, endpoint_id: str, project_id: str) -> psycopg.Connection:
     """A superuser session on the endpoint's compute over its private socket (as root)
-    for what neondb_owner may not do: CHECKPOINT, pg_switch_wal()."""
+    for what neondb_owner may not do: CHECKPOINT, pg_switch_wal().  cloud_admin needs
+    its project's password (computes trust nobody)."""
     sockets = socket_dir_for(env.home, endpoint_id)
     lock = next(sockets.glob(".s.PGSQL.*.lock"))
     port = lock.name.split(".")[3]
+    password = AdminPasswords(env.home / "secrets").for_project(project_id)
     return psycopg.connect(host=str(sockets), port=port, user="cloud_admin",
-                           dbname="neondb", autocommit=True)
+                           password=password, dbname="neondb", autocommit=True)
 
 
 def _branch(env: ArgonEnv, pid: str, name: str, parent: str, **point: Any) -> dict[str, Any]:
@@ -69,10 +72,10 @@ def history(argon_env: ArgonEnv) -> dict[str, Any]:
     with connect(env, pid, main) as conn:
         conn.execute("CREATE TABLE seq (id int PRIMARY KEY)")
         log += _write(conn, 1, 10)
-        with admin(env, ep) as su:
+        with admin(env, ep, pid) as su:
             su.execute("CHECKPOINT")
         log += _write(conn, 11, 10)
-        with admin(env, ep) as su:
+        with admin(env, ep, pid) as su:
             su.execute("SELECT pg_switch_wal()")
         log += _write(conn, 21, 10)
     r = env.api("POST", f"/projects/{pid}/endpoints/{ep}/suspend")
@@ -80,7 +83,7 @@ def history(argon_env: ArgonEnv) -> dict[str, Any]:
     time.sleep(0.3)
     with connect(env, pid, main) as conn:   # wakes the compute again
         log += _write(conn, 31, 10)
-        with admin(env, ep) as su:
+        with admin(env, ep, pid) as su:
             su.execute("SELECT pg_switch_wal()")
             su.execute("CHECKPOINT")
         log += _write(conn, 41, 10)

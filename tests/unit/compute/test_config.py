@@ -48,7 +48,7 @@ def test_config_is_deterministic_with_header_and_storage_include_last() -> None:
 
 
 def test_each_section_is_sorted() -> None:
-    text = render_config(spec(pg_settings={"zz.custom": "1", "aa_setting": "2"}))
+    text = render_config(spec(pg_settings={"work_mem": "8MB", "application_name": "a"}))
     sections = text.split("\n\n")
     for section in sections[2:-1]:
         keys = [k for k, _ in settings_of(section)]
@@ -67,18 +67,19 @@ def test_user_settings_override_sizing_and_are_quoted() -> None:
                                   "restore_command", "recovery_target_lsn", "hba_file",
                                   "unix_socket_directories", "PORT"])
 def test_managed_settings_cannot_be_overridden(name: str) -> None:
-    with pytest.raises(InvalidInput, match="managed by Argon"):
+    # Off the pg_settings allow-list; render_config checks it again (rows stored earlier).
+    with pytest.raises(InvalidInput, match="cannot be set per endpoint"):
         render_config(spec(pg_settings={name: "x"}))
 
 
 @pytest.mark.parametrize("name", ["work mem", "a;b", "x = 1\nport", "", "1abc"])
 def test_bad_setting_names_are_refused(name: str) -> None:
-    with pytest.raises(InvalidInput, match="setting name"):
+    with pytest.raises(InvalidInput, match="cannot be set per endpoint"):
         render_config(spec(pg_settings={name: "1"}))
 
 
 def test_value_with_newline_is_refused() -> None:
-    with pytest.raises(InvalidInput, match="line break"):
+    with pytest.raises(InvalidInput, match="without control characters"):
         render_config(spec(pg_settings={"work_mem": "4MB\nport = 1"}))
 
 
@@ -116,10 +117,15 @@ def test_too_small_cu_is_refused() -> None:
 
 def test_hba() -> None:
     rows = [line.split() for line in render_hba().splitlines() if not line.startswith("#")]
-    assert ["local", "all", "all", "trust"] in rows
+    assert ["local", "all", "all", "scram-sha-256"] in rows
+    assert ["local", "replication", "all", "scram-sha-256"] in rows
     assert ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"] in rows
     assert ["host", "all", "all", "::1/128", "scram-sha-256"] in rows
-    assert not any(r[-1] in ("trust", "md5", "password") for r in rows if r[0] == "host")
+    assert all(r[-1] == "scram-sha-256" for r in rows)   # nobody trusted, Argon neither
+    boot = [line.split() for line in render_hba(bootstrap=True).splitlines()
+            if not line.startswith("#")]
+    assert [r for r in boot if r[-1] != "scram-sha-256"] == [
+        ["local", "all", "cloud_admin", "trust"]]   # the one-off upgrade, socket only
 
 
 def test_state_values_are_neons() -> None:
@@ -131,8 +137,9 @@ def test_pgbouncer_ini() -> None:
                     pool_size=7)
     text = render_pgbouncer_ini(ps)
     assert "* = host=/run/a/ep port=55001" in text
-    for line in ("pool_mode = transaction", "auth_type = trust", "listen_port = 6432",
-                 "listen_addr = 127.0.0.1", "unix_socket_dir = /run/a/ep-pooler",
+    for line in ("pool_mode = transaction", "auth_type = scram-sha-256", "listen_port = 6432",
+                 "listen_addr = ", "unix_socket_dir = /run/a/ep-pooler",
+                 "auth_file = /w/ep-x/auth_file.txt", "auth_user = cloud_admin",
                  "default_pool_size = 7", "pidfile = /w/ep-x/pgbouncer.pid"):
         assert line in text.splitlines()
     ignored = next(l for l in text.splitlines() if l.startswith("ignore_startup_parameters"))

@@ -64,7 +64,8 @@ def test_pg_identifier_rules() -> None:
 
 
 def test_pg_settings_validation() -> None:
-    assert validation.pg_settings({"work_mem": "8MB", "my.x": 3}) == {"work_mem": "8MB", "my.x": "3"}
+    assert validation.pg_settings({"work_mem": "8MB", "default_statistics_target": 3}) == {
+        "work_mem": "8MB", "default_statistics_target": "3"}
     with pytest.raises(InvalidInput):
         validation.pg_settings({"bad key": "1"})
     with pytest.raises(InvalidInput):

@@ -68,7 +68,8 @@ def test_resolver_checks_the_password_and_wakes() -> None:
     calls: list[str] = []
     resolver = _resolver(calls)
     target = asyncio.run(resolver.resolve("postgresql://alice:right@ep-a-1.local/app"))
-    assert target == SqlTarget("/run/sock", 6543, "alice", "app", "ep-a-1")
+    assert target == SqlTarget("/run/sock", 6543, "alice", "app", "ep-a-1", password="right")
+    assert "right" not in repr(target)   # the password never reaches a log line
     assert calls == ["secret ep-a-1 alice", "wake ep-a-1"]
     # A remembered password still has to match.
     asyncio.run(resolver.resolve("postgresql://alice:right@ep-a-1.local/app"))

@@ -55,4 +55,7 @@ async def get_active_regions(
     services: ServicesDep,
     org_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> wa.ActiveRegionsResponse:
+    """The one local region, under its own id (``local``, the default) and under each of
+    Neon's region ids, which are accepted as names of it: a project created with
+    ``region_id: aws-us-east-2`` runs here and keeps ``aws-us-east-2`` as its region."""
     return mp.regions(await run_in_threadpool(services.platform.regions))

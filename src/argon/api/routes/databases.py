@@ -37,7 +37,7 @@ async def create_database(services: ServicesDep, project_id: ProjectId, branch_i
                                  operations=mp.operations(res.operations))
 
 
-@router.get(_BASE + "/{database_name}", operation_id="getProjectBranchDatabase",
+@router.get(_BASE + "/{database_name:path}", operation_id="getProjectBranchDatabase",
             response_model=wb.DatabaseResponse, **_RESP)
 async def get_database(services: ServicesDep, project_id: ProjectId, branch_id: BranchId,
                        database_name: str) -> wb.DatabaseResponse:
@@ -45,7 +45,7 @@ async def get_database(services: ServicesDep, project_id: ProjectId, branch_id: 
     return wb.DatabaseResponse(database=mp.database(d))
 
 
-@router.patch(_BASE + "/{database_name}", operation_id="updateProjectBranchDatabase",
+@router.patch(_BASE + "/{database_name:path}", operation_id="updateProjectBranchDatabase",
               response_model=wb.DatabaseOperations, **_RESP)
 async def update_database(services: ServicesDep, project_id: ProjectId, branch_id: BranchId,
                           database_name: str,
@@ -56,7 +56,7 @@ async def update_database(services: ServicesDep, project_id: ProjectId, branch_i
                                  operations=mp.operations(res.operations))
 
 
-@router.delete(_BASE + "/{database_name}", operation_id="deleteProjectBranchDatabase",
+@router.delete(_BASE + "/{database_name:path}", operation_id="deleteProjectBranchDatabase",
                response_model=wb.DatabaseOperations, **_RESP)
 async def delete_database(services: ServicesDep, project_id: ProjectId, branch_id: BranchId,
                           database_name: str) -> wb.DatabaseOperations:

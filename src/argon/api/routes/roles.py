@@ -36,27 +36,11 @@ async def create_role(services: ServicesDep, project_id: ProjectId, branch_id: B
     return wb.RoleOperations(role=mp.role(res.value), operations=mp.operations(res.operations))
 
 
-@router.get(_BASE + "/{role_name}", operation_id="getProjectBranchRole",
-            response_model=wb.RoleResponse, **_RESP)
-async def get_role(services: ServicesDep, project_id: ProjectId, branch_id: BranchId,
-                   role_name: str) -> wb.RoleResponse:
-    x = await run_in_threadpool(services.roles.get, project_id, branch_id, role_name)
-    return wb.RoleResponse(role=mp.role(x))
-
-
-@router.delete(_BASE + "/{role_name}", operation_id="deleteProjectBranchRole",
-               response_model=wb.RoleOperations, **_RESP)
-async def delete_role(services: ServicesDep, project_id: ProjectId, branch_id: BranchId,
-                      role_name: str) -> wb.RoleOperations:
-    res = await run_in_threadpool(services.roles.delete, project_id, branch_id, role_name)
-    return wb.RoleOperations(role=mp.role(res.value), operations=mp.operations(res.operations))
-
-
-@router.get(_BASE + "/{role_name}/reveal_password",
+@router.get(_BASE + "/{role_name:path}/reveal_password",
             operation_id="getProjectBranchRolePassword",
             response_model=wb.RolePasswordResponse, **_RESP)
 # The neon-api SDK (PyPI) sends POST here; accept it without advertising it.
-@router.post(_BASE + "/{role_name}/reveal_password", include_in_schema=False,
+@router.post(_BASE + "/{role_name:path}/reveal_password", include_in_schema=False,
              response_model=wb.RolePasswordResponse, **_RESP)
 async def reveal_role_password(services: ServicesDep, project_id: ProjectId,
                                branch_id: BranchId, role_name: str) -> wb.RolePasswordResponse:
@@ -65,11 +49,29 @@ async def reveal_role_password(services: ServicesDep, project_id: ProjectId,
     return wb.RolePasswordResponse(password=pw)
 
 
-@router.post(_BASE + "/{role_name}/reset_password",
+@router.post(_BASE + "/{role_name:path}/reset_password",
              operation_id="resetProjectBranchRolePassword",
              response_model=wb.RoleOperations, **_RESP)
 async def reset_role_password(services: ServicesDep, project_id: ProjectId,
                               branch_id: BranchId, role_name: str) -> wb.RoleOperations:
     res = await run_in_threadpool(services.roles.reset_password, project_id, branch_id,
                                   role_name)
+    return wb.RoleOperations(role=mp.role(res.value), operations=mp.operations(res.operations))
+
+
+# After the /reveal_password and /reset_password routes: a name may hold '/' (sent as
+# %2F), and the first route that matches wins.
+@router.get(_BASE + "/{role_name:path}", operation_id="getProjectBranchRole",
+            response_model=wb.RoleResponse, **_RESP)
+async def get_role(services: ServicesDep, project_id: ProjectId, branch_id: BranchId,
+                   role_name: str) -> wb.RoleResponse:
+    x = await run_in_threadpool(services.roles.get, project_id, branch_id, role_name)
+    return wb.RoleResponse(role=mp.role(x))
+
+
+@router.delete(_BASE + "/{role_name:path}", operation_id="deleteProjectBranchRole",
+               response_model=wb.RoleOperations, **_RESP)
+async def delete_role(services: ServicesDep, project_id: ProjectId, branch_id: BranchId,
+                      role_name: str) -> wb.RoleOperations:
+    res = await run_in_threadpool(services.roles.delete, project_id, branch_id, role_name)
     return wb.RoleOperations(role=mp.role(res.value), operations=mp.operations(res.operations))

@@ -22,20 +22,41 @@ class DefaultEndpointSettings(RequestModel):
     suspend_timeout_seconds: int | None = Field(None, ge=-1, le=604800)
 
 
+class ProjectQuota(RequestModel):
+    active_time_seconds: int | None = Field(None, ge=0)
+    compute_time_seconds: int | None = Field(None, ge=0)
+    written_data_bytes: int | None = Field(None, ge=0)
+    data_transfer_bytes: int | None = Field(None, ge=0)
+    logical_size_bytes: int | None = Field(None, ge=0)
+
+
+class MaintenanceWindow(RequestModel):
+    weekdays: list[int]
+    start_time: str
+    end_time: str
+
+
+class PreloadLibraries(RequestModel):
+    use_defaults: bool | None = None
+    enabled_libraries: list[str] | None = None
+
+
 class ProjectSettingsData(BaseModel):
-    """Project settings; Argon acts on ``enable_logical_replication`` and keeps the rest."""
+    """Project settings; Argon acts on ``enable_logical_replication`` and ``allowed_ips``
+    and keeps the rest.  Stored fields are echoed in every project answer, so each is
+    typed as Neon's schema types it: a shape accepted here is a shape Neon's clients read."""
 
     model_config = ConfigDict(extra="forbid")
 
-    quota: dict[str, Any] | None = None
-    allowed_ips: dict[str, Any] | None = None
+    quota: ProjectQuota | None = None
+    allowed_ips: dict[str, Any] | None = None   # shape and entries: control.ip_allow
     enable_logical_replication: bool | None = None
-    maintenance_window: dict[str, Any] | None = None
+    maintenance_window: MaintenanceWindow | None = None
     block_public_connections: bool | None = None
     block_vpc_connections: bool | None = None
-    audit_log_level: str | None = None
+    audit_log_level: str | None = None   # Neon's enum, checked in control.validation
     hipaa: bool | None = None
-    preload_libraries: dict[str, Any] | None = None
+    preload_libraries: PreloadLibraries | None = None
 
 
 class ProjectCreateBranch(RequestModel):
@@ -102,6 +123,7 @@ class ProjectListItem(BaseModel):
     updated_at: datetime
     synthetic_storage_size: int | None = None
     owner_id: str
+    org_id: str | None = None
     history_retention_seconds: int | None = None
 
 
@@ -132,6 +154,7 @@ class Project(BaseModel):
     consumption_period_start: datetime
     consumption_period_end: datetime
     owner_id: str
+    org_id: str | None = None
     default_branch_id: str | None = None
 
 

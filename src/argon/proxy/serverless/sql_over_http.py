@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import uuid
 from collections import OrderedDict
@@ -31,6 +32,8 @@ from starlette.responses import Response
 
 from argon.errors import ArgonError, InvalidInput, Unauthorized
 from argon.pg.scram import ScramVerifier
+from argon.proxy.ip_check import ip_not_allowed_text
+from argon.proxy.workers import shared_workers
 from argon.proxy.serverless.sql_pool import (
     PooledConnection,
     PoolSettings,
@@ -42,9 +45,11 @@ from argon.proxy.serverless.sql_pool import (
 )
 from argon.proxy.serverless.sql_values import (
     Budget,
+    ParamError,
     ResponseTooLarge,
     Statement,
     ValueError_,
+    check_pg_text,
     json_to_pg_params,
 )
 
@@ -56,6 +61,7 @@ __all__ = [
 ]
 
 MIB = 1024 * 1024
+MAX_INT_DIGITS = 4300   # Python's own bound on int() (sys.get_int_max_str_digits)
 CONN_STRING = "neon-connection-string"
 RAW_TEXT_OUTPUT = "neon-raw-text-output"
 ARRAY_MODE = "neon-array-mode"
@@ -76,9 +82,10 @@ ERROR_FIELDS = ("message", "code", "detail", "hint", "position", "internalPositi
 
 
 class SqlResolver(Protocol):
-    async def resolve(self, conn_string: str) -> SqlTarget:
+    async def resolve(self, conn_string: str, client_address: str | None = None) -> SqlTarget:
         """Authenticate the connection string and wake its compute (argon.errors on
-        failure: Unauthorized for a bad password, NotFound, InvalidInput)."""
+        failure: Unauthorized for a bad password or a client address the endpoint's IP
+        allow list refuses, NotFound, InvalidInput)."""
         ...
 
 
@@ -122,6 +129,7 @@ def parse_connection_string(s: str) -> ConnectionInfo:
 EndpointFor = Callable[[str | None, int | None, str | None], Awaitable[str]]
 RoleSecret = Callable[[str, str], Awaitable["str | ScramVerifier | None"]]
 Wake = Callable[[str], Awaitable[tuple[str, int]]]
+IpAllowed = Callable[[str, str], Awaitable[bool]]
 
 
 class ScramSqlResolver:
@@ -135,18 +143,24 @@ class ScramSqlResolver:
     """
 
     def __init__(self, endpoint_for: EndpointFor, role_secret: RoleSecret, wake: Wake, *,
-                 cache_size: int = 1024) -> None:
+                 cache_size: int = 1024, ip_allowed: IpAllowed | None = None) -> None:
         self.endpoint_for, self.role_secret, self.wake = endpoint_for, role_secret, wake
+        self.ip_allowed = ip_allowed   # (endpoint_id, client address) -> allowed?
         self._cache_size = cache_size
         self._verified: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._key = os.urandom(32)
 
-    async def resolve(self, conn_string: str) -> SqlTarget:
+    async def resolve(self, conn_string: str, client_address: str | None = None) -> SqlTarget:
         info = parse_connection_string(conn_string)
         endpoint_id = await self.endpoint_for(info.host, info.port, info.options)
+        # routed, not yet authenticated: where Neon checks the project's allowed_ips
+        if self.ip_allowed is not None and not await self.ip_allowed(
+                endpoint_id, client_address or ""):
+            raise Unauthorized(ip_not_allowed_text(client_address or "unknown"))
         await self.authenticate(endpoint_id, info.user, info.password)
         socket_dir, port = await self.wake(endpoint_id)
-        return SqlTarget(socket_dir, port, info.user, info.dbname, endpoint_id)
+        return SqlTarget(socket_dir, port, info.user, info.dbname, endpoint_id,
+                         password=info.password)
 
     async def authenticate(self, endpoint_id: str, role: str, password: str) -> None:
         # Same answer for an unknown role and a wrong password, as Neon gives.
@@ -165,7 +179,7 @@ class ScramSqlResolver:
         if known is not None and hmac.compare_digest(known, tag):
             self._verified.move_to_end(key)
             return
-        if not await asyncio.to_thread(verifier.verify_password, password):
+        if not await shared_workers().run_quick(verifier.verify_password, password):
             raise failed
         self._verified[key] = tag
         while len(self._verified) > self._cache_size:
@@ -255,7 +269,8 @@ class SqlOverHttpHandler:
                             "the database URL, e.g. postgresql://role:password@ep-xxx.host/db")
         payload = _parse_payload(await self._read_body(request))
         try:
-            target = await self.resolver.resolve(conn_string)
+            target = await self.resolver.resolve(
+                conn_string, request.client.host if request.client else None)
         except ArgonError as ex:
             raise HttpError(400 if ex.status < 500 else ex.status, ex.message) from None
         pc = await self._connect(target, opts.pooled)
@@ -369,9 +384,31 @@ async def _wait_disconnect(request: Request) -> None:
             return
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):   # 1e999: JSON numbers are finite, Postgres' too
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"number out of range: an integer of {len(text)} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _parse_payload(body: bytes) -> Statement | list[Statement]:
+    """The request body as statements; every malformed body is a 400 naming the fault."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_float=_finite_float, parse_int=_bounded_int,
+                          parse_constant=_no_constant)
+    except RecursionError:
+        raise HttpError(400, "could not parse the HTTP request body: JSON nested too "
+                        "deeply") from None
     except (ValueError, UnicodeDecodeError) as ex:
         raise HttpError(400, f"could not parse the HTTP request body: {ex}") from None
     if isinstance(data, dict) and "query" in data:
@@ -394,7 +431,11 @@ def _statement(item: Any) -> Statement:
     if array_mode is not None and not isinstance(array_mode, bool):
         raise HttpError(400, 'could not parse the HTTP request body: "arrayMode" must be a '
                         "boolean")
-    return Statement(item["query"], json_to_pg_params(params), array_mode)
+    try:
+        check_pg_text(item["query"], "the query")
+        return Statement(item["query"], json_to_pg_params(params), array_mode)
+    except ParamError as ex:
+        raise HttpError(400, f"could not parse the HTTP request body: {ex}") from None
 
 
 def error_body(message: str, db: psycopg.Error | None, code: str = "") -> dict[str, Any]:

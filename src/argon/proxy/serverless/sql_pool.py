@@ -47,13 +47,20 @@ _COPY_STATUSES = (ExecStatus.COPY_IN, ExecStatus.COPY_OUT, ExecStatus.COPY_BOTH)
 
 @dataclass(frozen=True)
 class SqlTarget:
-    """Where a /sql request runs, once authenticated (the socket is trusted)."""
+    """Where a /sql request runs, once authenticated.
+
+    Computes trust nobody, so the connection logs in as ``role`` with the request's own
+    ``password`` (already checked against the verifier).  The password is part of the
+    target's equality: an idle pooled connection is reused only by a request that gave
+    the same password.
+    """
 
     socket_dir: str
     port: int
     role: str
     database: str
     endpoint_id: str
+    password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -288,6 +295,7 @@ class SqlPool:
     async def _connect(self, target: SqlTarget) -> psycopg.AsyncConnection[tuple[object, ...]]:
         return await psycopg.AsyncConnection.connect(
             host=target.socket_dir, port=target.port, user=target.role,
+            password=target.password,
             dbname=target.database, autocommit=True, prepare_threshold=None,
             connect_timeout=max(1, round(self.settings.connect_timeout)),
             # Argon's own tag: idle pooled connections must not keep a compute awake

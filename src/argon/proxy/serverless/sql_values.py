@@ -128,9 +128,51 @@ def kind_from_pg_type(elem_oid: int, typtype: str, basetype: int) -> TypeKind:
 
 # ---------------------------------------------------------------- parameters (JSON in)
 
+class ParamError(Exception):
+    """A JSON parameter Postgres cannot be sent (Neon answers 400)."""
+
+
+# serde_json's recursion limit, which bounds what Neon's proxy parses; deeper parameters
+# would also exhaust Python's own recursion while they are converted.
+MAX_PARAM_DEPTH = 128
+
+
 def json_to_pg_params(params: Sequence[Any]) -> list[str | None]:
-    """Neon's json_to_pg_text: each JSON parameter as the text Postgres receives."""
-    return [_param_text(v) for v in params]
+    """Neon's json_to_pg_text: each JSON parameter as the text Postgres receives.
+    ParamError for what no Postgres text can carry: NaN and infinities (JSON has
+    neither), nesting deeper than MAX_PARAM_DEPTH, NUL characters, lone surrogates."""
+    _check_depth(params)
+    try:
+        texts = [_param_text(v) for v in params]
+    except (ValueError, RecursionError) as ex:
+        raise ParamError(f"invalid parameter: {ex}") from None
+    for i, text in enumerate(texts, 1):
+        if text is not None:
+            check_pg_text(text, f"parameter ${i}")
+    return texts
+
+
+def check_pg_text(text: str, what: str) -> None:
+    """Postgres text is UTF-8 without NUL: refuse what would fail only at the server."""
+    if "\x00" in text:
+        raise ParamError(f"{what} contains a NUL character (\\u0000), which Postgres text "
+                         "cannot hold")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ParamError(f"{what} is not valid Unicode (a lone surrogate such as "
+                         "\\ud800)") from None
+
+
+def _check_depth(params: Sequence[Any]) -> None:
+    stack: list[tuple[Any, int]] = [(params, 0)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if depth >= MAX_PARAM_DEPTH:
+            raise ParamError(f"invalid parameter: nested more than {MAX_PARAM_DEPTH} "
+                             "levels deep")
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (list, dict)))
 
 
 def _param_text(value: Any) -> str | None:

@@ -1,0 +1,227 @@
+"""New connections per second (TLS + SCRAM) through Argon, against PgBouncer and Postgres.
+
+A serverless app opens a connection per request, so the connection path is the hot path.
+``pgbench -C -S`` opens a new connection for every transaction; with TLS
+(``sslmode=require``) and SCRAM-SHA-256 it measures handshakes per second.  In one run:
+
+- direct Postgres: a plain Postgres of the same version (Debian's 15, as the Argon project here) with TLS and SCRAM on TCP;
+- PgBouncer alone: PgBouncer (transaction mode, client TLS, SCRAM against an auth file)
+  in front of that Postgres;
+- Argon direct: a real Argon platform (``argon start``), the default project's running
+  endpoint through the proxy's direct door (the proxy authenticates, then logs in to the
+  compute with SCRAM);
+- Argon pooled: the same endpoint through its ``-pooler`` door (proxy, then PgBouncer).
+
+Each cell runs ``--repeat`` times for ``--seconds``; the table shows medians.  pgbench,
+the proxy, PgBouncer and Postgres share this machine's cores.  Also prints the p50 of
+connect + ``SELECT 1`` from Python (psycopg) for each target.
+
+    .venv/bin/python bench/connect_rate.py [--seconds 5] [--repeat 3] [--clients 1,8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg  # noqa: E402
+
+from argon.pg import choose_install, pg_os_user  # noqa: E402
+from argon.pg.scram import make_verifier  # noqa: E402
+from argon.proxy import TlsConfig  # noqa: E402
+from bench.report import p50, table, write_section  # noqa: E402
+from tests.fixtures.argon_env import kill_leftover_postgres, make_env  # noqa: E402
+from tests.fixtures.common import free_port  # noqa: E402
+from tests.fixtures.pgserver import PgServer, make_pg_server  # noqa: E402
+
+USER, PASSWORD, DB = "bench", "bench-pw-123", "postgres"
+# Debian's PostgreSQL 15: the embedded wheel's build has no SSL, and the direct baseline
+# needs TLS; Argon's project in this benchmark runs the same version.
+PG_VERSION = 15
+PGBENCH = choose_install(PG_VERSION).bin("pgbench")
+
+
+def tls_postgres(root: Path) -> tuple[PgServer, TlsConfig]:
+    """A plain Postgres with TLS on, SCRAM on TCP, and a role for pgbench."""
+    owner = pg_os_user()
+    server = make_pg_server(root, owner, PG_VERSION)
+    tls = TlsConfig.ensure(root / "tls", "argon.test")
+    for name, src in (("server.crt", tls.cert_file), ("server.key", tls.key_file)):
+        shutil.copy(src, server.pgdata / name)
+        os.chmod(server.pgdata / name, 0o600)
+        owner.chown(server.pgdata / name)
+    with (server.pgdata / "postgresql.conf").open("a") as f:
+        f.write("ssl = on\nmax_connections = 200\npassword_encryption = 'scram-sha-256'\n")
+    server.start()
+    server.create_role(USER, PASSWORD)
+    with server.connect() as conn:
+        conn.execute(f"ALTER ROLE {USER} SUPERUSER")
+    subprocess.run([PGBENCH, "-i", "-s", "1", "-q", "-h", str(server.socket_dir), "-p",
+                    str(server.port), "-U", USER, DB], check=True, capture_output=True)
+    return server, tls
+
+
+def pgbouncer_alone(root: Path, server: PgServer, tls: TlsConfig) -> tuple[subprocess.Popen[bytes], int]:
+    """PgBouncer with client TLS and SCRAM (verifier in its auth file), as Neon's pooler."""
+    owner = server.owner
+    port = free_port()
+    bdir = root / "pgbouncer"
+    bdir.mkdir()
+    (bdir / "users.txt").write_text(f'"{USER}" "{make_verifier(PASSWORD)}"\n')
+    shutil.copy(tls.key_file, bdir / "server.key")
+    shutil.copy(tls.cert_file, bdir / "server.crt")
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    (bdir / "pgbouncer.ini").write_text(f"""[databases]
+* = host={server.socket_dir} port={server.port}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {bdir}/users.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 500
+client_tls_sslmode = require
+client_tls_key_file = {bdir}/server.key
+client_tls_cert_file = {bdir}/server.crt
+logfile = {bdir}/pgbouncer.log
+""")
+    owner.chown_tree(bdir)
+    os.chmod(bdir / "server.key", 0o600)
+    proc = subprocess.Popen([binary, str(bdir / "pgbouncer.ini")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, **owner.popen_kwargs())  # type: ignore[arg-type]
+    dsn = f"host=127.0.0.1 port={port} user={USER} password={PASSWORD} dbname={DB} sslmode=require"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            psycopg.connect(dsn).close()
+            return proc, port
+        except psycopg.OperationalError:
+            time.sleep(0.05)
+    raise RuntimeError("pgbouncer did not start; see " + str(bdir / "pgbouncer.log"))
+
+
+def pgbench_connect(host: str, port: int, user: str, password: str, db: str, clients: int,
+                    seconds: int) -> float:
+    """Connections per second: pgbench -C -S (a new TLS+SCRAM connection per transaction)."""
+    env = {**os.environ, "PGPASSWORD": password, "PGSSLMODE": "require"}
+    cmd = [PGBENCH, "-C", "-S", "-n", "-h", host, "-p", str(port), "-U", user,
+           "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds), db]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {out.stderr[-2000:]}")
+    return float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
+
+
+def connect_select_p50(dsn: str, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SELECT 1").fetchone()
+        times.append(time.perf_counter() - t0)
+    return p50(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--clients", default="1,8")
+    ap.add_argument("--python-connects", type=int, default=100)
+    args = ap.parse_args()
+    base = Path("/tmp/argon-bench")
+    base.mkdir(exist_ok=True)
+    os.chmod(base, 0o755)
+    root = Path(tempfile.mkdtemp(dir=base))
+    os.chmod(root, 0o755)
+    server, tls = tls_postgres(root)
+    bouncer = None
+    env = make_env("bench-connect")
+    try:
+        bouncer, bport = pgbouncer_alone(root, server, tls)
+        env.start(timeout=300)
+        created = env.api("POST", "/projects", json={"project": {
+            "name": "bench", "pg_version": PG_VERSION}})
+        assert created.status_code == 201, created.text
+        pid = created.json()["project"]["id"]
+        uri, pooled_uri = (env.api("GET", f"/projects/{pid}/connection_uri", params={
+            "database_name": "neondb", "role_name": "neondb_owner", "pooled": pooled}
+            ).json()["uri"] for pooled in ("false", "true"))
+        u, pu = urlsplit(uri), urlsplit(pooled_uri)
+        assert u.hostname and u.port and pu.hostname and pu.port and u.password and u.username
+        with psycopg.connect(uri) as conn:   # wakes the compute; pgbench -S needs its tables
+            conn.execute("SELECT 1")
+        subprocess.run([PGBENCH, "-i", "-s", "1", "-q", uri], check=True, capture_output=True)
+        targets = {
+            "direct Postgres (TLS)": ("127.0.0.1", server.port, USER, PASSWORD, DB),
+            "PgBouncer alone (TLS)": ("127.0.0.1", bport, USER, PASSWORD, DB),
+            "Argon proxy, direct host": (u.hostname, u.port, u.username, u.password, "neondb"),
+            "Argon proxy, pooled host": (pu.hostname, pu.port, u.username, u.password, "neondb"),
+        }
+        clients = [int(c) for c in args.clients.split(",")]
+        for c in clients:
+            for _ in range(args.repeat):   # interleaved, so drift hits every target alike
+                for name, (host, port, user, pw, db) in targets.items():
+                    r = pgbench_connect(host, port, user, pw, db, c, args.seconds)
+                    samples.setdefault((name, c), []).append(r)
+                    print(f"{name:28s} clients={c}: {r:7.1f} conn/s", flush=True)
+        lat = {name: connect_select_p50(
+            f"host={h} port={p} user={us} password={pw} dbname={db} sslmode=require",
+            args.python_connects) for name, (h, p, us, pw, db) in targets.items()}
+        write(targets, clients, lat, args)
+    finally:
+        env.stop()
+        kill_leftover_postgres(env.home)
+        if bouncer is not None:
+            bouncer.terminate()
+            bouncer.wait(10)
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+samples: dict[tuple[str, int], list[float]] = {}
+
+
+def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int],
+          lat: dict[str, float], args: argparse.Namespace) -> None:
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    headers = ["target"] + [f"conn/s, {c} connector{'s' if c > 1 else ''}" for c in clients] + [
+        f"vs PgBouncer ({c})" for c in clients] + [f"vs direct ({c})" for c in clients] + [
+        "connect+SELECT 1 p50 (psycopg)"]
+    rows = []
+    for name in targets:
+        row = [name] + [f"{med[(name, c)]:.0f}" for c in clients]
+        row += [f"{med[(name, c)] / med[('PgBouncer alone (TLS)', c)]:.2f}x" for c in clients]
+        row += [f"{med[(name, c)] / med[('direct Postgres (TLS)', c)]:.2f}x" for c in clients]
+        row.append(f"{lat[name] * 1000:.1f} ms")
+        rows.append(row)
+    text = "\n".join([
+        "## New connections per second (issue 8)", "",
+        f"`pgbench -C -S` (a new TLS + SCRAM-SHA-256 connection per transaction, "
+        f"sslmode=require), {args.seconds} s per cell, median of {args.repeat} interleaved "
+        "runs. Argon rows go through a real `argon start` platform to the default project's "
+        "running endpoint (the proxy authenticates the client, then logs in to the compute "
+        "with SCRAM using the client's key; the pooled row adds PgBouncer). Baselines in the "
+        "same run: a plain Postgres of the same version (Debian's 15, as the Argon project here) with TLS, and PgBouncer alone "
+        "(transaction mode, client TLS, SCRAM) in front of it. Everything shares the 2 cores.",
+        "", table(headers, rows)])
+    print(text)
+    write_section("connect", "python bench/connect_rate.py " + " ".join(sys.argv[1:]), text)
+
+
+if __name__ == "__main__":
+    main()

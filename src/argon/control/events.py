@@ -1,0 +1,48 @@
+"""Control-plane events the proxy listens to, so it can keep routes and verifiers in
+memory instead of asking the metadata on every connection.
+
+Listeners are called synchronously from whichever thread made the change (a service
+thread, the reconciler); they must be quick and thread-safe (drop a cache entry).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[str], None]
+
+
+class ControlEvents:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._compute: list[Listener] = []
+        self._roles: list[Listener] = []
+
+    def on_compute_changed(self, fn: Listener) -> None:
+        """``fn(endpoint_id)`` after a compute starts, stops or moves (port, pooler)."""
+        with self._lock:
+            self._compute.append(fn)
+
+    def on_roles_changed(self, fn: Listener) -> None:
+        """``fn(branch_id)`` after a branch's roles or their passwords changed."""
+        with self._lock:
+            self._roles.append(fn)
+
+    def compute_changed(self, endpoint_id: str) -> None:
+        self._emit(self._compute, endpoint_id)
+
+    def roles_changed(self, branch_id: str) -> None:
+        self._emit(self._roles, branch_id)
+
+    def _emit(self, listeners: list[Listener], key: str) -> None:
+        with self._lock:
+            targets = list(listeners)
+        for fn in targets:
+            try:
+                fn(key)
+            except Exception:  # noqa: BLE001 - a listener must not break the change
+                logger.exception("event listener failed for %s", key)
