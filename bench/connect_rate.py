@@ -10,13 +10,18 @@ A serverless app opens a connection per request, so the connection path is the h
 - Argon direct: a real Argon platform (``argon start``), the default project's running
   endpoint through the proxy's direct door (the proxy authenticates, then logs in to the
   compute with SCRAM);
-- Argon pooled: the same endpoint through its ``-pooler`` door (proxy, then PgBouncer).
+- Argon pooled: the same endpoint through its ``-pooler`` door (proxy, then PgBouncer);
+- with ``--neon-style`` (root, names under ``argon.localhost`` resolving): a second Argon
+  in the Neon-style mode, its ``ep-x.argon.localhost`` and ``ep-x-pooler.argon.localhost``
+  hosts routed by SNI, and ``/sql`` over HTTPS keep-alive (``api.argon.localhost:443``)
+  against plain HTTP keep-alive on the same Argon.
 
 Each cell runs ``--repeat`` times for ``--seconds``; the table shows medians.  pgbench,
 the proxy, PgBouncer and Postgres share this machine's cores.  Also prints the p50 of
 connect + ``SELECT 1`` from Python (psycopg) for each target.
 
     .venv/bin/python bench/connect_rate.py [--seconds 5] [--repeat 3] [--clients 1,8]
+                                           [--neon-style]
 """
 
 from __future__ import annotations
@@ -35,13 +40,15 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
 from argon.pg import choose_install, pg_os_user  # noqa: E402
 from argon.pg.scram import make_verifier  # noqa: E402
 from argon.proxy import TlsConfig  # noqa: E402
 from bench.report import p50, table, write_section  # noqa: E402
-from tests.fixtures.argon_env import kill_leftover_postgres, make_env  # noqa: E402
+from argon.settings import NEON_STYLE_DOMAIN  # noqa: E402
+from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env  # noqa: E402
 from tests.fixtures.common import free_port  # noqa: E402
 from tests.fixtures.pgserver import PgServer, make_pg_server  # noqa: E402
 
@@ -125,6 +132,42 @@ def pgbench_connect(host: str, port: int, user: str, password: str, db: str, cli
     return float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
 
 
+def argon_uris(env: ArgonEnv) -> tuple[str, str]:
+    """A fresh PG 15 project's direct and pooled connection strings, tables loaded."""
+    created = env.api("POST", "/projects", json={"project": {
+        "name": "bench", "pg_version": PG_VERSION}})
+    assert created.status_code == 201, created.text
+    pid = created.json()["project"]["id"]
+    uri, pooled_uri = (env.api("GET", f"/projects/{pid}/connection_uri", params={
+        "database_name": "neondb", "role_name": "neondb_owner", "pooled": pooled}
+        ).json()["uri"] for pooled in ("false", "true"))
+    with psycopg.connect(uri) as conn:   # wakes the compute; pgbench -S needs its tables
+        conn.execute("SELECT 1")
+    subprocess.run([PGBENCH, "-i", "-s", "1", "-q", uri], check=True, capture_output=True,
+                   env={**os.environ, "PGSSLROOTCERT": str(env.home / "tls" / "ca.crt")})
+    return uri, pooled_uri
+
+
+def target(uri: str, db: str = "neondb") -> tuple[str, int, str, str, str]:
+    u = urlsplit(uri)
+    assert u.hostname and u.port and u.username and u.password
+    return (u.hostname, u.port, u.username, u.password, db)
+
+
+def sql_p50(url: str, uri: str, n: int, verify: str | bool) -> float:
+    """p50 of one ``POST /sql`` (SELECT 1) on one keep-alive connection."""
+    times = []
+    with httpx.Client(verify=verify, timeout=30) as client:
+        for i in range(n + 5):
+            t0 = time.perf_counter()
+            r = client.post(url, json={"query": "SELECT 1 AS one", "params": []},
+                            headers={"Neon-Connection-String": uri})
+            assert r.status_code == 200, r.text
+            if i >= 5:      # the first requests open the connection and warm the pool
+                times.append(time.perf_counter() - t0)
+    return p50(times)
+
+
 def connect_select_p50(dsn: str, n: int) -> float:
     times = []
     for _ in range(n):
@@ -142,6 +185,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--clients", default="1,8")
     ap.add_argument("--python-connects", type=int, default=100)
+    ap.add_argument("--neon-style", action="store_true",
+                    help="also measure Neon-style hosts and HTTPS /sql (root; binds 443)")
     args = ap.parse_args()
     base = Path("/tmp/argon-bench")
     base.mkdir(exist_ok=True)
@@ -150,42 +195,47 @@ def main() -> None:
     os.chmod(root, 0o755)
     server, tls = tls_postgres(root)
     bouncer = None
-    env = make_env("bench-connect")
+    envs = [make_env("bench-connect")]
+    sql_rows: list[list[str]] = []
     try:
         bouncer, bport = pgbouncer_alone(root, server, tls)
-        env.start(timeout=300)
-        created = env.api("POST", "/projects", json={"project": {
-            "name": "bench", "pg_version": PG_VERSION}})
-        assert created.status_code == 201, created.text
-        pid = created.json()["project"]["id"]
-        uri, pooled_uri = (env.api("GET", f"/projects/{pid}/connection_uri", params={
-            "database_name": "neondb", "role_name": "neondb_owner", "pooled": pooled}
-            ).json()["uri"] for pooled in ("false", "true"))
-        u, pu = urlsplit(uri), urlsplit(pooled_uri)
-        assert u.hostname and u.port and pu.hostname and pu.port and u.password and u.username
-        with psycopg.connect(uri) as conn:   # wakes the compute; pgbench -S needs its tables
-            conn.execute("SELECT 1")
-        subprocess.run([PGBENCH, "-i", "-s", "1", "-q", uri], check=True, capture_output=True)
+        envs[0].start(timeout=300)
+        uri, pooled_uri = argon_uris(envs[0])
         targets = {
             "direct Postgres (TLS)": ("127.0.0.1", server.port, USER, PASSWORD, DB),
             "PgBouncer alone (TLS)": ("127.0.0.1", bport, USER, PASSWORD, DB),
-            "Argon proxy, direct host": (u.hostname, u.port, u.username, u.password, "neondb"),
-            "Argon proxy, pooled host": (pu.hostname, pu.port, u.username, u.password, "neondb"),
+            "Argon proxy, direct host": target(uri),
+            "Argon proxy, pooled host": target(pooled_uri),
         }
+        if args.neon_style:
+            neon = make_env("bench-neon-style", ["--neon-style"])
+            envs.append(neon)
+            neon.start(timeout=300)
+            n_uri, n_pooled = argon_uris(neon)
+            targets["Argon, Neon-style host (SNI)"] = target(n_uri)
+            targets["Argon, Neon-style pooled host (SNI)"] = target(n_pooled)
+            ca = str(neon.home / "tls" / "ca.crt")
+            https = sql_p50(f"https://api.{NEON_STYLE_DOMAIN}/sql", n_uri, 200, ca)
+            plain = sql_p50(f"http://127.0.0.1:{neon.http_port}/sql", n_uri, 200, False)
+            sql_rows = [["HTTPS keep-alive, api." + NEON_STYLE_DOMAIN + ":443",
+                         f"{https * 1000:.2f} ms", f"{https / plain:.2f}x"],
+                        ["plain HTTP keep-alive, 127.0.0.1:<http-port>",
+                         f"{plain * 1000:.2f} ms", "1.00x"]]
         clients = [int(c) for c in args.clients.split(",")]
         for c in clients:
             for _ in range(args.repeat):   # interleaved, so drift hits every target alike
                 for name, (host, port, user, pw, db) in targets.items():
                     r = pgbench_connect(host, port, user, pw, db, c, args.seconds)
                     samples.setdefault((name, c), []).append(r)
-                    print(f"{name:28s} clients={c}: {r:7.1f} conn/s", flush=True)
+                    print(f"{name:36s} clients={c}: {r:7.1f} conn/s", flush=True)
         lat = {name: connect_select_p50(
             f"host={h} port={p} user={us} password={pw} dbname={db} sslmode=require",
             args.python_connects) for name, (h, p, us, pw, db) in targets.items()}
-        write(targets, clients, lat, args)
+        write(targets, clients, lat, sql_rows, args)
     finally:
-        env.stop()
-        kill_leftover_postgres(env.home)
+        for env in envs:
+            env.stop()
+            kill_leftover_postgres(env.home)
         if bouncer is not None:
             bouncer.terminate()
             bouncer.wait(10)
@@ -197,7 +247,7 @@ samples: dict[tuple[str, int], list[float]] = {}
 
 
 def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int],
-          lat: dict[str, float], args: argparse.Namespace) -> None:
+          lat: dict[str, float], sql_rows: list[list[str]], args: argparse.Namespace) -> None:
     med = {k: statistics.median(v) for k, v in samples.items()}
     headers = ["target"] + [f"conn/s, {c} connector{'s' if c > 1 else ''}" for c in clients] + [
         f"vs PgBouncer ({c})" for c in clients] + [f"vs direct ({c})" for c in clients] + [
@@ -210,15 +260,24 @@ def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int]
         row.append(f"{lat[name] * 1000:.1f} ms")
         rows.append(row)
     text = "\n".join([
-        "## New connections per second (issue 8)", "",
+        "## New connections per second (issues 8 and 9)", "",
         f"`pgbench -C -S` (a new TLS + SCRAM-SHA-256 connection per transaction, "
         f"sslmode=require), {args.seconds} s per cell, median of {args.repeat} interleaved "
-        "runs. Argon rows go through a real `argon start` platform to the default project's "
-        "running endpoint (the proxy authenticates the client, then logs in to the compute "
-        "with SCRAM using the client's key; the pooled row adds PgBouncer). Baselines in the "
-        "same run: a plain Postgres of the same version (Debian's 15, as the Argon project here) with TLS, and PgBouncer alone "
-        "(transaction mode, client TLS, SCRAM) in front of it. Everything shares the 2 cores.",
+        "runs. Argon rows go through a real `argon start` platform to a running PostgreSQL 15 "
+        "endpoint (the proxy authenticates the client, then logs in to the compute with "
+        "SCRAM using the client's key; pooled rows add PgBouncer 1.24 in transaction mode): "
+        "the default host form (`127.0.0.1:<endpoint port>`) and, where measured, the "
+        "Neon-style hosts (`ep-x[-pooler].argon.localhost`, routed by SNI, per-name "
+        "certificates). Baselines in the same run: a plain PostgreSQL 15 (Debian's; the "
+        "embedded build has no TLS) with TLS, and PgBouncer alone (transaction mode, client "
+        "TLS, SCRAM) in front of it. pgbench, the proxy, PgBouncer and Postgres share the "
+        "2 cores.",
         "", table(headers, rows)])
+    if sql_rows:
+        text += "\n\n" + "\n".join([
+            "`POST /sql` (`SELECT 1`) on one keep-alive connection, p50 of 200 requests, "
+            "same Argon (Neon-style mode), same endpoint:", "",
+            table(["transport", "p50", "vs plain HTTP"], sql_rows)])
     print(text)
     write_section("connect", "python bench/connect_rate.py " + " ".join(sys.argv[1:]), text)
 

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.storage",
     "tests.fixtures.compute",
     "tests.fixtures.proxy",
+    "tests.fixtures.port443",
 ]

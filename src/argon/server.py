@@ -198,8 +198,18 @@ class Platform:
         from argon.neon_style import startup_notes  # noqa: PLC0415
         s = self.settings
         tls = getattr(self._proxy, "tls", None)
-        return startup_notes(s.domain, self._https_port(), getattr(self._proxy, "https_note",
-                             None), s.pg_port, s.http_port, getattr(tls, "ca_file", None))
+        notes = startup_notes(s.domain, self._https_port(), getattr(self._proxy, "https_note",
+                              None), s.pg_port, s.http_port, getattr(tls, "ca_file", None))
+        return [*notes, self._pooler_note()]
+
+    def _pooler_note(self) -> str:
+        """Which PgBouncer serves the -pooler hosts, or why none does."""
+        poolers = self.services.ctx.poolers if self.services is not None else None
+        if poolers is None:
+            return ("  pooled hosts unavailable: no PgBouncer >= 1.21 (run scripts/pgbouncer.sh "
+                    "as root, then restart Argon)")
+        return (f"  pooled hosts  PgBouncer {'.'.join(map(str, poolers.version))} "
+                f"({poolers.binary}), transaction mode, prepared statements on")
 
     def shutdown(self) -> int:
         """Stop the reconciler and every compute; returns how many computes stopped."""

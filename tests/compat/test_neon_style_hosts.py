@@ -10,7 +10,7 @@ verifies the certificate fully on ``sslmode=require``, and libpq checks it with
 
 Needs port 443 (root or CAP_NET_BIND_SERVICE) and names under ``argon.localhost`` that
 resolve to loopback (nss-myhostname or systemd-resolved; CI installs libnss-myhostname).
-One module-scoped Argon owns 443; no other test binds it.
+One module-scoped Argon owns 443 while it holds the port-443 lock (tests/fixtures/port443.py).
 """
 
 from __future__ import annotations
@@ -27,29 +27,15 @@ import psycopg
 import pytest
 from cryptography import x509
 
-from argon.neon_style import probe_names, resolve
-from argon.proxy.https import HTTPS_PORT, may_bind_privileged
+from argon.proxy.https import HTTPS_PORT
 from argon.settings import NEON_STYLE_DOMAIN
 from tests.compat.conftest import NodeResult, need_node, run_node_script
 from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
+from tests.fixtures.port443 import neon_style_skip_reason
 
-pytestmark = pytest.mark.timeout(300)
+# the first test also waits for the port-443 lock (up to LOCK_TIMEOUT)
+pytestmark = pytest.mark.timeout(1200)
 DOMAIN = NEON_STYLE_DOMAIN
-
-
-def _skip_reason() -> str | None:
-    if not may_bind_privileged(HTTPS_PORT):
-        return "port 443 needs root or CAP_NET_BIND_SERVICE (these tests run as root in CI)"
-    bad = [r.name for r in map(resolve, probe_names(DOMAIN)) if not r.loopback]
-    if bad:
-        return (f"{bad[0]} does not resolve to loopback here (install libnss-myhostname "
-                "or use systemd-resolved; see `argon doctor`)")
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", HTTPS_PORT))
-        except OSError as e:
-            return f"port 443 is in use on this machine ({e.strerror})"
-    return None
 
 
 class NeonStyle:
@@ -80,8 +66,9 @@ class NeonStyle:
 
 
 @pytest.fixture(scope="module")
-def neon_style() -> Iterator[NeonStyle]:
-    if reason := _skip_reason():
+def neon_style(port443: None) -> Iterator[NeonStyle]:
+    # port443: this Argon binds 443 for the whole module; other runs wait for the lock
+    if reason := neon_style_skip_reason(DOMAIN):
         pytest.skip(reason)
     need_node("@neondatabase/serverless")
     need_node("pg")

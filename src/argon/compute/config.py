@@ -98,7 +98,9 @@ def enforced_settings(spec: ComputeSpec) -> dict[str, str]:
     """What Argon relies on: a compute listens on loopback and its private socket only."""
     out = {
         "cluster_name": spec.endpoint_id,          # shows in ps; names the endpoint in logs
-        "listen_addresses": "127.0.0.1",
+        # no TCP at all: the proxy (unix socket) is the only door, so the proxy's checks
+        # (IP allow lists, rate limits) cannot be bypassed from this host's loopback
+        "listen_addresses": "",
         "port": str(spec.port),
         "unix_socket_directories": str(spec.socket_dir),
         "unix_socket_permissions": "0700",
@@ -156,7 +158,8 @@ def render_config(spec: ComputeSpec) -> str:
 
 
 def render_hba(*, bootstrap: bool = False) -> str:
-    """SCRAM for everyone, on the socket and on loopback TCP: nobody is trusted.
+    """SCRAM for everyone, on the socket (and loopback TCP, were it ever opened: computes
+    listen on their unix socket only): nobody is trusted.
 
     ``bootstrap`` adds one line trusting ``cloud_admin`` on the private (0700) socket,
     used only while Argon sets cloud_admin's password in a data directory made before

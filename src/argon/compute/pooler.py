@@ -50,10 +50,14 @@ PID_NAME = "pgbouncer.pid"
 AUTH_FILE_NAME = "auth_file.txt"
 LOG_NAME = "pgbouncer.log"
 
-# Startup parameters clients (drivers, ORMs, Neon's proxy) send that PgBouncer must not
-# reject; in transaction mode they cannot be kept per session anyway.
-IGNORED_STARTUP_PARAMETERS = ("extra_float_digits", "options", "search_path",
-                              "statement_timeout", "idle_in_transaction_session_timeout")
+# As Neon's pooler (compute/etc/pgbouncer.ini): only extra_float_digits is ignored.  The
+# proxy sends on just user, database, application_name, replication, client_encoding and
+# options (as Neon's does); PgBouncer keeps the parameters it tracks per client
+# (client_encoding, DateStyle, TimeZone, standard_conforming_strings, application_name,
+# and track_extra_parameters' default IntervalStyle) and refuses any other ``-c`` setting
+# in options (search_path, statement_timeout, custom settings) with "unsupported startup
+# parameter in options: <name>", which the proxy completes with Neon's advice.
+IGNORED_STARTUP_PARAMETERS = ("extra_float_digits",)
 
 STOP_TIMEOUT_SECONDS = 10.0
 START_TIMEOUT_SECONDS = 10.0

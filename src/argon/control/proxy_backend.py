@@ -20,7 +20,6 @@ from argon.control.ip_allow import address_allowed
 from argon.control.services import Services
 from argon.control.timetravel import parse_timestamp
 from argon.control.wake_limits import WakeLimits, WakeRefused
-from argon.errors import NotFound
 from argon.meta import tables as t
 from argon.proxy.workers import ProxyWorkers, shared_workers
 
@@ -140,11 +139,9 @@ class ControlProxyBackend:
         if cached is not None:
             return cached
         generation = self.verifiers.generation("roles")
-        try:
-            secret = await self.workers.run_quick(self.services.roles.verifier, endpoint_id,
-                                                  role)
-        except NotFound:
-            return None
+        # an unknown endpoint raises NotFound: the proxy names it ("endpoint ... does not
+        # exist") instead of reporting a password failure for a right password
+        secret = await self.workers.run_quick(self.services.roles.verifier, endpoint_id, role)
         if secret is not None:
             self.verifiers.put("roles", key, secret, generation)
         return secret

@@ -45,6 +45,14 @@ LIBPQ_ONLY_KEYS = frozenset({
 })
 
 
+# What Neon's proxy forwards to a compute (its pooler included): other startup parameters
+# (search_path, statement_timeout, lock_timeout, ...) are dropped there, so PgBouncer
+# never refuses them; settings in ``options`` reach PgBouncer, which refuses any it
+# cannot keep per client ("unsupported startup parameter in options: ...").
+POOLED_STARTUP_KEYS = frozenset({"user", "database", "application_name", "replication",
+                                 "options", "client_encoding"})
+
+
 def no_endpoint_error(domain: str | None) -> ProxyError:
     host = f"ep-<id>.{domain}" if domain else "the endpoint's host and port"
     return ProxyError(
@@ -208,11 +216,20 @@ def route(params: dict[str, str], *, sni: str | None, domain: str | None,
     return Route(sources[0][0], any(s[1] for s in sources), forward, at)
 
 
+def compute_startup(params: dict[str, str], pooled: bool) -> dict[str, str]:
+    """The startup parameters to send on: all of them to Postgres, Neon's few to PgBouncer."""
+    if not pooled:
+        return params
+    return {k: v for k, v in params.items() if k in POOLED_STARTUP_KEYS}
+
+
 def split_password_form(password: str) -> tuple[str, str] | None:
-    """``endpoint=<id>;<secret>`` (or ``$``) -> (endpoint, secret); None otherwise."""
-    if not password.startswith("endpoint="):
+    """``endpoint=<id>;<secret>`` (or ``$``; ``project=`` is Neon's older spelling, as in
+    options) -> (endpoint, secret); None otherwise."""
+    key = next((k for k in ("endpoint=", "project=") if password.startswith(k)), None)
+    if key is None:
         return None
-    rest = password[len("endpoint="):]
+    rest = password[len(key):]
     cut = min((i for i in (rest.find(";"), rest.find("$")) if i >= 0), default=-1)
     if cut <= 0:
         return None

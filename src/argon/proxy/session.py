@@ -24,7 +24,8 @@ from argon.proxy.backend import ComputeAddress
 from argon.proxy.errors import ErrorKind, ProxyError, auth_failed, protocol_error
 from argon.proxy.ip_check import check_client_address
 from argon.proxy.relay import Peer, PgSide
-from argon.proxy.routing import no_endpoint_error, route, split_password_form, split_pooler
+from argon.proxy.routing import (compute_startup, no_endpoint_error, route,
+                                 split_password_form, split_pooler)
 from argon.proxy.workers import shared_workers
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ class Session:
         timer.cancel()
         client.write(pq.auth(pq.AUTH_OK))
         try:
-            await self._connect_and_relay(endpoint, pooled, r.params)
+            await self._connect_and_relay(endpoint, pooled, compute_startup(r.params, pooled))
         finally:
             if self.lease is not None:
                 await self.proxy.backend.release(self.lease)
@@ -325,11 +326,11 @@ class Session:
                     proxy_key = proxy.cancels.register(address, pq.int32(body), body[4:])
                     out += pq.backend_key_data(*proxy_key)
                     continue
-                out += pq.message(kind, body)
                 if kind == b"E":   # e.g. database does not exist: Postgres' own error
-                    client.write(bytes(out))
+                    client.write(bytes(out) + _startup_error(body))
                     self.outcome = "compute_error"
                     return
+                out += pq.message(kind, body)
                 if kind == b"Z":
                     break
             client.write(bytes(out))
@@ -384,6 +385,26 @@ def client_host(peer: str) -> str:
         return peer[3:]
     host = peer.rsplit(":", 1)[0] if ":" in peer else peer
     return host.strip("[]")
+
+
+# PgBouncer's refusals of startup parameters, completed as Neon's proxy completes them
+UNSUPPORTED_PARAMETER_PREFIXES = ("unsupported startup parameter: ",
+                                  "unsupported startup parameter in options: ")
+UNSUPPORTED_PARAMETER_ADVICE = (
+    ". Please use unpooled connection or remove this parameter from the startup package. "
+    "More details: https://neon.tech/docs/connect/connection-errors"
+    "#unsupported-startup-parameter")
+
+
+def _startup_error(body: bytes) -> bytes:
+    """The compute's ErrorResponse during startup, as the client should see it."""
+    fields = pq.parse_error_fields(body)
+    text = fields.get("M", "")
+    if not text.startswith(UNSUPPORTED_PARAMETER_PREFIXES):
+        return pq.message(b"E", body)
+    return pq.error_response(ProxyError(
+        ErrorKind.COMPUTE, text + UNSUPPORTED_PARAMETER_ADVICE,
+        sqlstate=fields.get("C", "08P01"), severity=fields.get("S", "FATAL")))
 
 
 def _endpoint_not_found(endpoint: str) -> ProxyError:

@@ -55,10 +55,11 @@ def test_query_through_pgbouncer_in_transaction_mode(
         assert conn.execute("SELECT current_user").fetchone() == ("alice",)
         with conn.transaction():
             conn.execute("INSERT INTO items VALUES (1)")
-    # extended-protocol parameters and startup options clients send pass through
+    # extended-protocol parameters and the settings PgBouncer tracks per client pass
+    # through (others in options are refused, as by Neon's pooler: test_neon_option_forms)
     with psycopg.connect(host=str(spec.socket_dir), port=spec.port, user="alice",
                          password="alice-pw", dbname="postgres",
-                         options="-c search_path=public") as conn:
+                         options="-c TimeZone=UTC") as conn:
         assert conn.execute("SELECT count(*) FROM items WHERE id = %s", [1]).fetchone() == (1,)
     with _client(spec, "cloud_admin") as admin:
         admin.execute("SELECT 1")
