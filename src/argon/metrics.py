@@ -55,6 +55,24 @@ class PlatformCollector(Collector):
         proxy = self.proxy_metrics()
         if proxy:
             yield from _proxy_families(proxy)
+        yield from _http_guard_families()
+
+
+def _http_guard_families() -> Iterator[Any]:
+    """The HTTP listeners' shared guard: open connections, refusals over the cap (the
+    descriptor reserve for Postgres clients) and clients dropped for being too slow."""
+    from argon.http_guard import process_guard  # noqa: PLC0415
+
+    snap = process_guard().snapshot()
+    yield GaugeMetricFamily("argon_http_connections_open", "Open HTTP and WebSocket "
+                            "connections (API, /sql, WebSocket)",
+                            value=snap["http_connections_open"])
+    yield CounterMetricFamily("argon_http_connections_refused", "HTTP connections refused "
+                              "over the cap kept for Postgres clients' descriptors",
+                              value=snap["http_connections_refused"])
+    yield CounterMetricFamily("argon_http_clients_timed_out", "HTTP clients dropped for not "
+                              "finishing headers, body or handshake in time",
+                              value=snap["http_clients_timed_out"])
 
 
 def _info(name: str, doc: str, label: str, value: str) -> GaugeMetricFamily:

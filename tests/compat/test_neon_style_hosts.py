@@ -21,6 +21,8 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -29,7 +31,7 @@ from cryptography import x509
 
 from argon.proxy.https import HTTPS_PORT
 from argon.settings import NEON_STYLE_DOMAIN
-from tests.compat.conftest import NodeResult, need_node, run_node_script
+from tests.compat.conftest import Neonctl, NodeResult, need_node, run_node_script
 from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
 from tests.fixtures.port443 import neon_style_skip_reason
 
@@ -173,3 +175,29 @@ def test_other_names_under_the_domain_get_no_certificate(neon_style: NeonStyle) 
     sans = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert f"*.{DOMAIN}" in sans and f"www.{DOMAIN}" not in sans
+
+
+def test_neonctl_pooled_string_goes_through_pgbouncer(neon_style: NeonStyle,
+                                                     argon_tmp: Path) -> None:
+    """neonctl derives the pooled host by inserting -pooler after the endpoint id; in this
+    mode that host is routed by SNI to the endpoint's PgBouncer, verified against the CA."""
+    (argon_tmp / "cfg").mkdir()
+    env = neon_style.env
+    neonctl = Neonctl(SimpleNamespace(api_url=env.api_url, api_key=env.api_key),  # type: ignore[arg-type]
+                      argon_tmp / "cfg")
+    pid = env.default_project()["id"]
+    direct = neonctl.run("connection-string", "main", "--project-id", pid).stdout.strip()
+    pooled = neonctl.run("connection-string", "main", "--project-id", pid,
+                         "--pooled").stdout.strip()
+    assert f"@{neon_style.endpoint}.{DOMAIN}" in direct, direct
+    assert f"@{neon_style.endpoint}-pooler.{DOMAIN}" in pooled, pooled
+
+    def backend_pid(uri: str) -> int:
+        with psycopg.connect(uri, sslmode="verify-full", sslrootcert=str(neon_style.ca),
+                             autocommit=True, connect_timeout=60) as conn:
+            return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+    # a direct connection gets its own backend each time; PgBouncer hands the same idle
+    # server connection to consecutive clients
+    assert backend_pid(direct) != backend_pid(direct)
+    assert backend_pid(pooled) == backend_pid(pooled)

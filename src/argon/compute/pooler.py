@@ -30,6 +30,7 @@ from pathlib import Path
 from argon.compute.config import atomic_write
 from argon.compute.errors import ComputeError, ComputeStartFailed
 from argon.compute.process import child_env
+from argon.compute.sockets import prepare_socket_dir
 from argon.compute.spec import ComputeSpec
 from argon.errors import Unavailable
 from argon.pg import OsUser
@@ -178,10 +179,10 @@ class PoolerManager:
                     logger.info("pooler %s: reloaded with a new configuration",
                                 spec.endpoint_id)
                 return running
-            for d, mode in ((spec.workdir, 0o700), (spec.socket_dir, 0o700)):
-                d.mkdir(parents=True, exist_ok=True)
-                d.chmod(mode)
-                self.owner.chown(d)
+            spec.workdir.mkdir(parents=True, exist_ok=True)
+            spec.workdir.chmod(0o700)
+            self.owner.chown(spec.workdir)
+            prepare_socket_dir(spec.socket_dir, self.owner)
             (spec.workdir / PID_NAME).unlink(missing_ok=True)
             atomic_write(auth_file, auth_text, self.owner)   # 0600, the Postgres account's
             atomic_write(ini, text, self.owner)

@@ -31,6 +31,7 @@ from argon.compute.errors import ComputeError, ComputeStartFailed, InvalidComput
 from argon.compute.pidfile import (PIDFILE, STATUS_READY, STATUS_STANDBY, PidFile, alive,
                                    exiting_postmaster, is_postmaster_of, process_in,
                                    process_tree, verified)
+from argon.compute.sockets import prepare_socket_dir
 from argon.compute.spec import ComputeProcess, ComputeSpec, ComputeState
 from argon.errors import InvalidInput, NotFound, Unavailable
 from argon.pg import OsUser
@@ -184,9 +185,7 @@ class ComputeManager:
             logger.info("compute %s: removed a stale %s", spec.endpoint_id, PIDFILE)
 
     def _prepare_dirs(self, spec: ComputeSpec) -> None:
-        spec.socket_dir.mkdir(parents=True, exist_ok=True)
-        spec.socket_dir.chmod(0o700)
-        self.owner.chown(spec.socket_dir)
+        prepare_socket_dir(spec.socket_dir, self.owner)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, spec: ComputeSpec) -> tuple[subprocess.Popen[bytes], int]:

@@ -85,17 +85,21 @@ class Reconciler:
             self.runtime.sync_sql_roles(endpoint_id, spec)
         if timeout == -1:
             return
-        if self.ctx.computes.client_sessions(spec) > 0:
-            self.runtime.touch(endpoint_id)
-            return
+        # Argon's own view first: asking Postgres means a new backend (fork + SCRAM) every
+        # tick for every running compute, so only once the proxy has seen no activity for
+        # the whole limit.
         idle = self.runtime.idle_seconds(endpoint_id)
         if idle is None:  # proxy sessions open, or not seen since Argon started
             self.runtime.touch_if_unseen(endpoint_id)
             return
-        if idle >= limit:
-            # decided outside the lock: suspend() checks again under it, so a client
-            # that connected meanwhile is not cut off
-            self.runtime.suspend(endpoint_id, reason=f"idle for {limit} s", idle_limit=limit)
+        if idle < limit:
+            return
+        if self.ctx.computes.client_sessions(spec) > 0:   # sessions the proxy cannot see
+            self.runtime.touch(endpoint_id)
+            return
+        # decided outside the lock: suspend() checks again under it, so a client that
+        # connected meanwhile is not cut off
+        self.runtime.suspend(endpoint_id, reason=f"idle for {limit} s", idle_limit=limit)
 
     def _gone(self, endpoint_id: str, limit: int) -> None:
         """A compute that is not running any more (crashed, killed).  In use (sessions,

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+import httpx
 import pytest
 
 from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
@@ -115,6 +116,23 @@ def test_unfinished_body_is_dropped(env: ArgonEnv, door: str) -> None:
     data, took = _answer_and_close(sock, DEADLINE + 8)
     assert data.startswith(b"HTTP/1.1 408 "), data[:100]
     assert DEADLINE - 0.5 < took < DEADLINE + 3, took
+
+
+def _metric(env: ArgonEnv, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{env.api_port}/metrics", timeout=30).text
+    values = [float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith(name + " ") or line.startswith(name + "_total ")]
+    assert values, f"{name} missing from /metrics"
+    return values[0]
+
+
+def test_dropped_clients_are_counted_in_metrics(env: ArgonEnv) -> None:
+    before = _metric(env, "argon_http_clients_timed_out")
+    sock = _open(env.http_port, b"POST /sql HTTP/1.1\r\nHost: x\r\n")
+    data, _took = _answer_and_close(sock, DEADLINE + 8)
+    assert data.startswith(b"HTTP/1.1 408 "), data[:100]
+    assert _metric(env, "argon_http_clients_timed_out") == before + 1
+    assert _metric(env, "argon_http_connections_open") >= 1     # this scrape's own
 
 
 def test_headers_trickled_slowly_do_not_extend_the_deadline(env: ArgonEnv) -> None:
