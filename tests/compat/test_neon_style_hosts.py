@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import shutil
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -201,3 +204,35 @@ def test_neonctl_pooled_string_goes_through_pgbouncer(neon_style: NeonStyle,
     # server connection to consecutive clients
     assert backend_pid(direct) != backend_pid(direct)
     assert backend_pid(pooled) == backend_pid(pooled)
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def _chromium_page(url: str, home: Path, profile: Path) -> subprocess.CompletedProcess[str]:
+    # Chromium on Linux trusts the CAs of the NSS database in $HOME/.pki/nssdb
+    return subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                           "--dump-dom", url], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(home)})
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None or shutil.which("certutil") is None,
+                    reason="needs Debian's chromium and libnss3-tools (scripts/test installs "
+                           "them in CI)")
+def test_chromium_accepts_the_per_name_certificates(neon_style: NeonStyle,
+                                                    argon_tmp: Path) -> None:
+    trusting, bare = argon_tmp / "trusting", argon_tmp / "bare"
+    nssdb = trusting / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    bare.mkdir()
+    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "argon",
+                    "-i", str(neon_style.ca)], check=True)
+    for host in (f"api.{DOMAIN}", f"{neon_style.endpoint}.{DOMAIN}"):
+        url = f"https://{host}/sql"     # GET: Argon's own 405 page, once TLS is accepted
+        page = _chromium_page(url, trusting, argon_tmp / f"profile-{host}")
+        assert "Method Not Allowed" in page.stdout, (page.stdout[-500:], page.stderr[-1500:])
+        refused = _chromium_page(url, bare, argon_tmp / f"profile-bare-{host}")
+        assert "ERR_CERT_AUTHORITY_INVALID" in refused.stderr, refused.stderr[-1500:]
