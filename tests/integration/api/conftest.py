@@ -11,7 +11,9 @@ import httpx
 import pytest
 
 from tests.compat.neon_spec import SPEC_PATH, neon_spec
-from tests.fixtures.argon_env import ArgonEnv
+from tests.fixtures.argon_env import ArgonEnv, wait_operations
+
+__all__ = ["Call", "wait_operations"]   # the API tests import both from here
 
 Call = Callable[..., httpx.Response]
 
@@ -28,17 +30,3 @@ def api(argon_env: ArgonEnv) -> Call:
         return r
 
     return call
-
-
-def wait_operations(api: Call, project_id: str, ops: list[dict[str, Any]]) -> None:
-    """Poll each operation until it settles, as Neon clients do."""
-    import time
-
-    for op in ops:
-        for _ in range(600):
-            status = api("GET", f"/projects/{project_id}/operations/{op['id']}").json()[
-                "operation"]["status"]
-            if status in ("finished", "skipped", "cancelled"):
-                break
-            assert status not in ("failed", "error"), op
-            time.sleep(0.1)

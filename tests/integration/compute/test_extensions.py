@@ -10,17 +10,15 @@ Needs Argon's preload library: skipped, with the reason, for a Postgres install 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
 
 from argon.compute import pgext
 from argon.pg.binaries import discover_installs
-from tests.fixtures.argon_env import ArgonEnv
+from tests.fixtures.argon_env import ArgonEnv, wait_operations
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -35,18 +33,6 @@ def _version_or_skip(version: int) -> int:
     return version
 
 
-def _wait(env: ArgonEnv, project_id: str, ops: list[dict[str, Any]]) -> None:
-    for op in ops:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            status = env.api("GET", f"/projects/{project_id}/operations/{op['id']}").json()[
-                "operation"]["status"]
-            if status in ("finished", "skipped", "cancelled"):
-                break
-            assert status not in ("failed", "error"), op
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="module", params=[18, 15], ids=lambda v: f"pg{v}")
 def owner_uri(request: pytest.FixtureRequest, argon_env: ArgonEnv) -> Iterator[str]:
     """The owner's connection string of a fresh project on the given major version."""
@@ -55,7 +41,7 @@ def owner_uri(request: pytest.FixtureRequest, argon_env: ArgonEnv) -> Iterator[s
         "name": f"ext-{uuid.uuid4().hex[:6]}", "pg_version": version}})
     assert r.status_code == 201, r.text
     body = r.json()
-    _wait(argon_env, body["project"]["id"], body["operations"])
+    wait_operations(argon_env.api, body["project"]["id"], body["operations"])
     try:
         yield body["connection_uris"][0]["connection_uri"]
     finally:

@@ -3,12 +3,10 @@ API hands them out (``connection_uri?pooled=true``); for the pooled-host tests."
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from tests.fixtures.argon_env import ArgonEnv
+from tests.fixtures.argon_env import ArgonEnv, wait_operations
 
 
 @dataclass(frozen=True)
@@ -22,25 +20,13 @@ class PooledProject:
     database: str
 
 
-def wait_operations(env: ArgonEnv, project_id: str, ops: list[dict[str, Any]]) -> None:
-    for op in ops:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            status = env.api("GET", f"/projects/{project_id}/operations/{op['id']}").json()[
-                "operation"]["status"]
-            if status in ("finished", "skipped", "cancelled"):
-                break
-            assert status not in ("failed", "error"), op
-            time.sleep(0.1)
-
-
 def create_pooled_project(env: ArgonEnv, prefix: str) -> PooledProject:
     r = env.api("POST", "/projects", json={"project": {
         "name": f"{prefix}-{uuid.uuid4().hex[:6]}"}})
     assert r.status_code == 201, r.text
     body = r.json()
     project_id = body["project"]["id"]
-    wait_operations(env, project_id, body["operations"])
+    wait_operations(env.api, project_id, body["operations"])
     conn = body["connection_uris"][0]
     params = conn["connection_parameters"]
     r = env.api("GET", f"/projects/{project_id}/connection_uri", params={
