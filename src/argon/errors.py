@@ -35,6 +35,10 @@ class Conflict(ArgonError):
     status = 409
 
 
+class EndpointDisabled(Conflict):
+    """The endpoint is disabled: connections are refused until it is enabled again."""
+
+
 class Locked(ArgonError):
     """A running operation holds the object; Neon clients retry on 423."""
 

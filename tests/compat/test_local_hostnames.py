@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.compat.conftest import Neonctl, need_node
-from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
+from tests.fixtures.argon_env import ArgonEnv, running_env
 
 
 def localhost_names_resolve() -> bool:
@@ -36,13 +36,8 @@ def domain_env() -> Iterator[ArgonEnv]:
                     "libnss-myhostname or use systemd-resolved)")
     need_node()
     # HTTPS off: only tests/compat/test_neon_style_hosts.py binds port 443
-    env = make_env("localhost-domain", ["--domain", "localhost", "--https-port", "0"])
-    env.start()
-    try:
+    with running_env("localhost-domain", ["--domain", "localhost", "--https-port", "0"]) as env:
         yield env
-    finally:
-        env.stop()
-        kill_leftover_postgres(env.home)
 
 
 def _backend_pid(uri: str) -> int:

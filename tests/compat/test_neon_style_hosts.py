@@ -35,7 +35,7 @@ from cryptography import x509
 from argon.proxy.https import HTTPS_PORT
 from argon.settings import NEON_STYLE_DOMAIN
 from tests.compat.conftest import Neonctl, NodeResult, need_node, run_node_script
-from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
+from tests.fixtures.argon_env import ArgonEnv, running_env
 from tests.fixtures.port443 import neon_style_skip_reason
 
 # the first test also waits for the port-443 lock (up to LOCK_TIMEOUT)
@@ -77,13 +77,8 @@ def neon_style(port443: None) -> Iterator[NeonStyle]:
         pytest.skip(reason)
     need_node("@neondatabase/serverless")
     need_node("pg")
-    env = make_env("neon-style", ["--neon-style"])
-    env.start()
-    try:
+    with running_env("neon-style", ["--neon-style"]) as env:
         yield NeonStyle(env)
-    finally:
-        env.stop()
-        kill_leftover_postgres(env.home)
 
 
 def test_start_prints_the_mode_the_hosts_and_how_to_trust_the_ca(neon_style: NeonStyle) -> None:

@@ -23,7 +23,7 @@ from argon.control import compute_runs, sql_roles
 from argon.control.context import ControlContext
 from argon.control.models import EndpointState, OperationAction
 from argon.control.operations import OperationLog
-from argon.errors import ArgonError, Conflict, NotFound
+from argon.errors import ArgonError, EndpointDisabled, NotFound
 from argon.pg import PgInstall, choose_install
 from argon.meta import tables as t
 
@@ -157,7 +157,7 @@ class EndpointRuntime:
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.endpoints).where(t.endpoints.c.id == endpoint_id)).one()
             if row.disabled:
-                raise Conflict(f"endpoint {endpoint_id} is disabled; enable it to connect")
+                raise EndpointDisabled(f"endpoint {endpoint_id} is disabled; enable it to connect")
             branch = conn.execute(select(t.branches.c.timeline_id, t.branches.c.state)
                                   .where(t.branches.c.id == row.branch_id)).one()
             op = self.oplog.begin(conn, row.project_id, OperationAction.START_COMPUTE,

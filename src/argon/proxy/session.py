@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from argon.errors import Conflict, InvalidInput, NotFound
+from argon.errors import EndpointDisabled, InvalidInput, NotFound
 from argon.pg.scram import ScramVerifier
 from argon.proxy import pq
 from argon.proxy.auth.scram import ScramServer, mechanisms
@@ -269,9 +269,7 @@ class Session:
                 raise self._start_failed(endpoint, e) from None
             # a time-travel point outside the history window: the client's own input
             raise ProxyError(ErrorKind.ROUTING, e.message, sqlstate="22023") from None
-        except Conflict as e:
-            if "disabled" not in e.message:
-                raise self._start_failed(endpoint, e) from None
+        except EndpointDisabled:
             raise ProxyError(ErrorKind.CONTROL_PLANE, f"endpoint {endpoint} is disabled; "
                              "enable it to connect", sqlstate="08006") from None
         except ProxyError:

@@ -268,3 +268,14 @@ def test_a_client_connecting_while_the_reconciler_decides_to_suspend_is_not_cut_
     time.sleep(1.5)
     services.reconciler._check(ep, 1)
     assert services.runtime.running(ep) is None
+
+
+def test_a_disabled_endpoint_is_refused_with_its_own_text(argon_env: ArgonEnv) -> None:
+    p = _project(argon_env, "disabled")
+    r = argon_env.api("PATCH", f"/projects/{p['id']}/endpoints/{p['endpoint']}",
+                      json={"endpoint": {"disabled": True}})
+    assert r.status_code == 200, r.text
+    with pytest.raises(psycopg.OperationalError,
+                       match=f"endpoint {p['endpoint']} is disabled; enable it to connect"):
+        psycopg.connect(p["uri"], connect_timeout=30).close()
+    assert _state(argon_env, p["id"], p["endpoint"]) == "idle"
