@@ -9,8 +9,10 @@ A serverless app opens a connection per request, so the connection path is the h
   in front of that Postgres;
 - Argon direct: a real Argon platform (``argon start``), the default project's running
   endpoint through the proxy's direct door (the proxy authenticates, then logs in to the
-  compute with SCRAM);
-- Argon pooled: the same endpoint through its ``-pooler`` door (proxy, then PgBouncer);
+  compute with SCRAM; that login begins while the client authenticates,
+  ``argon.proxy.early``);
+- Argon pooled: the same endpoint through its ``-pooler`` door (proxy, then PgBouncer;
+  sessions start on ready PgBouncer logins, ``argon.proxy.spares``);
 - with ``--neon-style`` (root, names under ``argon.localhost`` resolving): a second Argon
   in the Neon-style mode, its ``ep-x.argon.localhost`` and ``ep-x-pooler.argon.localhost``
   hosts routed by SNI, and ``/sql`` over HTTPS keep-alive (``api.argon.localhost:443``)
@@ -265,7 +267,9 @@ def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int]
         f"sslmode=require), {args.seconds} s per cell, median of {args.repeat} interleaved "
         "runs. Argon rows go through a real `argon start` platform to a running PostgreSQL 15 "
         "endpoint (the proxy authenticates the client, then logs in to the compute with "
-        "SCRAM using the client's key; pooled rows add PgBouncer 1.24 in transaction mode): "
+        "SCRAM using the client's key, a login begun while the client authenticates; pooled rows "
+        "add PgBouncer 1.24 in transaction mode, sessions starting on ready PgBouncer "
+        "logins): "
         "the default host form (`127.0.0.1:<endpoint port>`) and, where measured, the "
         "Neon-style hosts (`ep-x[-pooler].argon.localhost`, routed by SNI, per-name "
         "certificates). Baselines in the same run: a plain PostgreSQL 15 (Debian's; the "

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.compute",
     "tests.fixtures.proxy",
     "tests.fixtures.port443",
+    "tests.fixtures.browser",
 ]

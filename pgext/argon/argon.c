@@ -18,6 +18,15 @@
  *     as an EXPLAIN option on PostgreSQL 18+, taken out of the option list before
  *     PostgreSQL parses it on older majors.  Argon has no local file cache in front
  *     of remote storage, so there is nothing to add to the plan.
+ *  4. CREATE SUBSCRIPTION on PostgreSQL 15, where only superusers may: the same members
+ *     may, as pg_create_subscription's members may from 16 (with 16's rules: CREATE on
+ *     the database, a password in the connection string).  It runs as the superuser,
+ *     then the subscription belongs to the caller, so its workers apply changes with
+ *     the caller's rights, and the caller may ALTER / DROP it.
+ *  5. CREATE PUBLICATION ... FOR ALL TABLES / FOR TABLES IN SCHEMA, superuser-only in
+ *     PostgreSQL, which Neon lets neon_superuser run: the same members may (with CREATE
+ *     on the database, PostgreSQL's rule for any publication); the publication then
+ *     belongs to the caller.
  */
 #include "postgres.h"
 
@@ -28,11 +37,15 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_event_trigger.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_publication.h"
+#include "catalog/pg_subscription.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -65,10 +78,12 @@ PG_MODULE_MAGIC;
 #define schema_aclcheck(nsp, role, mode) object_aclcheck(NamespaceRelationId, nsp, role, mode)
 #define proc_aclcheck(fn, role, mode) object_aclcheck(ProcedureRelationId, fn, role, mode)
 #define extension_ownercheck(ext, role) object_ownercheck(ExtensionRelationId, ext, role)
+#define database_aclcheck(db, role, mode) object_aclcheck(DatabaseRelationId, db, role, mode)
 #else
 #define schema_aclcheck(nsp, role, mode) pg_namespace_aclcheck(nsp, role, mode)
 #define proc_aclcheck(fn, role, mode) pg_proc_aclcheck(fn, role, mode)
 #define extension_ownercheck(ext, role) pg_extension_ownercheck(ext, role)
+#define database_aclcheck(db, role, mode) pg_database_aclcheck(db, role, mode)
 #endif
 
 void		_PG_init(void);
@@ -188,22 +203,37 @@ give_extension_to(Oid extoid, Oid owner)
 	CommandCounterIncrement();
 }
 
+/*
+ * Hands an object made as the superuser to ``owner``: the owner column ``owner_col`` of
+ * its catalog row ``tup`` (a syscache copy, freed here) and its owner dependency.
+ */
 static void
-give_event_trigger_to(const char *name, Oid owner)
+give_catalog_object_to(Oid classid, HeapTuple tup, Oid objid, int owner_col, Oid owner)
 {
-	Relation	rel = table_open(EventTriggerRelationId, RowExclusiveLock);
-	HeapTuple	tup = SearchSysCacheCopy1(EVENTTRIGGERNAME, CStringGetDatum(name));
-	Form_pg_event_trigger form;
+	Relation	rel = table_open(classid, RowExclusiveLock);
+	Datum		value = ObjectIdGetDatum(owner);
+	bool		isnull = false;
+	HeapTuple	changed = heap_modify_tuple_by_cols(tup, RelationGetDescr(rel), 1,
+													&owner_col, &value, &isnull);
 
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "event trigger \"%s\" vanished", name);
-	form = (Form_pg_event_trigger) GETSTRUCT(tup);
-	form->evtowner = owner;
-	CatalogTupleUpdate(rel, &tup->t_self, tup);
-	changeDependencyOnOwner(EventTriggerRelationId, form->oid, owner);
+	CatalogTupleUpdate(rel, &changed->t_self, changed);
+	changeDependencyOnOwner(classid, objid, owner);
+	heap_freetuple(changed);
 	heap_freetuple(tup);
 	table_close(rel, RowExclusiveLock);
 	CommandCounterIncrement();
+}
+
+static void
+give_event_trigger_to(const char *name, Oid owner)
+{
+	HeapTuple	tup = SearchSysCacheCopy1(EVENTTRIGGERNAME, CStringGetDatum(name));
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "event trigger \"%s\" vanished", name);
+	give_catalog_object_to(EventTriggerRelationId, tup,
+						   ((Form_pg_event_trigger) GETSTRUCT(tup))->oid,
+						   Anum_pg_event_trigger_evtowner, owner);
 }
 
 /*
@@ -321,8 +351,140 @@ typedef enum Elevation
 	ELEVATE_NONE,
 	ELEVATE_CREATE_EXTENSION,
 	ELEVATE_UPDATE_EXTENSION,
-	ELEVATE_CREATE_EVENT_TRIGGER
+	ELEVATE_CREATE_EVENT_TRIGGER,
+	ELEVATE_CREATE_SUBSCRIPTION,
+	ELEVATE_CREATE_PUBLICATION
 } Elevation;
+
+/* A publication only a superuser may create: every table, or every table of a schema. */
+static bool
+publication_needs_superuser(CreatePublicationStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (stmt->for_all_tables)
+		return true;
+	foreach(lc, stmt->pubobjects)
+	{
+		PublicationObjSpec *obj = (PublicationObjSpec *) lfirst(lc);
+
+		if (obj->pubobjtype == PUBLICATIONOBJ_TABLES_IN_SCHEMA ||
+			obj->pubobjtype == PUBLICATIONOBJ_TABLES_IN_CUR_SCHEMA)
+			return true;
+	}
+	return false;
+}
+
+static void
+give_publication_to(const char *name, Oid owner)
+{
+	HeapTuple	tup = SearchSysCacheCopy1(PUBLICATIONNAME, CStringGetDatum(name));
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "publication \"%s\" vanished", name);
+	give_catalog_object_to(PublicationRelationId, tup,
+						   ((Form_pg_publication) GETSTRUCT(tup))->oid,
+						   Anum_pg_publication_pubowner, owner);
+}
+
+#if PG_VERSION_NUM < 160000
+/*
+ * A password in a libpq connection string (key=value or URI form).  PostgreSQL 16
+ * makes a non-superuser's subscription use one (password_required), so that it
+ * cannot log in somewhere as the server's OS account; 15 has no such check.
+ */
+static bool
+conninfo_has_password(const char *conninfo)
+{
+	const char *p = conninfo;
+
+	if (strncmp(p, "postgresql://", 13) == 0 || strncmp(p, "postgres://", 11) == 0)
+	{
+		const char *auth = strstr(p, "://") + 3;
+		size_t		len = strcspn(auth, "/?");
+		const char *at = memchr(auth, '@', len);
+		const char *colon = at ? memchr(auth, ':', at - auth) : NULL;
+
+		if (colon != NULL && colon + 1 < at)
+			return true;
+		p = strchr(auth, '?');
+		while (p != NULL)
+		{
+			p++;
+			if (strncmp(p, "password=", 9) == 0 && p[9] != '\0' && p[9] != '&')
+				return true;
+			p = strchr(p, '&');
+		}
+		return false;
+	}
+	while (*p)
+	{
+		const char *key;
+		size_t		keylen;
+		bool		nonempty = false;
+
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+			p++;
+		if (*p == '\0')
+			break;
+		key = p;
+		while (*p && *p != '=' && *p != ' ' && *p != '\t')
+			p++;
+		keylen = p - key;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '=')
+			return false;		/* not valid: CREATE SUBSCRIPTION will say so */
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\'')
+		{
+			for (p++; *p && *p != '\''; p++)
+			{
+				if (*p == '\\' && p[1])
+					p++;
+				nonempty = true;
+			}
+			if (*p)
+				p++;
+		}
+		else
+			for (; *p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r'; p++)
+				nonempty = true;
+		if (keylen == 8 && strncmp(key, "password", 8) == 0 && nonempty)
+			return true;
+	}
+	return false;
+}
+
+/* PostgreSQL 16's rules for a member of pg_create_subscription, checked as the caller. */
+static void
+check_create_subscription(CreateSubscriptionStmt *stmt, Oid caller)
+{
+	if (database_aclcheck(MyDatabaseId, caller, ACL_CREATE) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_DATABASE, get_database_name(MyDatabaseId));
+	if (!conninfo_has_password(stmt->conninfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("password is required"),
+				 errdetail("Non-superusers must provide a password in the connection string.")));
+}
+
+/* Hands the new subscription to ``owner``: its workers then run with the owner's rights. */
+static void
+give_subscription_to(const char *name, Oid owner)
+{
+	HeapTuple	tup = SearchSysCacheCopy2(SUBSCRIPTIONNAME, ObjectIdGetDatum(MyDatabaseId),
+										  CStringGetDatum(name));
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "subscription \"%s\" vanished", name);
+	give_catalog_object_to(SubscriptionRelationId, tup,
+						   ((Form_pg_subscription) GETSTRUCT(tup))->oid,
+						   Anum_pg_subscription_subowner, owner);
+}
+#endif
 
 /* Which privileged command this is, after the checks that must run as the caller. */
 static Elevation
@@ -356,6 +518,18 @@ classify(Node *parsetree, Oid caller)
 		case T_CreateEventTrigStmt:
 			check_event_trigger_function((CreateEventTrigStmt *) parsetree, caller);
 			return ELEVATE_CREATE_EVENT_TRIGGER;
+		case T_CreatePublicationStmt:
+			if (!publication_needs_superuser((CreatePublicationStmt *) parsetree))
+				return ELEVATE_NONE;
+			if (database_aclcheck(MyDatabaseId, caller, ACL_CREATE) != ACLCHECK_OK)
+				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_DATABASE,
+							   get_database_name(MyDatabaseId));
+			return ELEVATE_CREATE_PUBLICATION;
+#if PG_VERSION_NUM < 160000
+		case T_CreateSubscriptionStmt:
+			check_create_subscription((CreateSubscriptionStmt *) parsetree, caller);
+			return ELEVATE_CREATE_SUBSCRIPTION;
+#endif
 		default:
 			return ELEVATE_NONE;
 	}
@@ -433,6 +607,12 @@ argon_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 			adopt_new_extensions(before, caller);
 		else if (what == ELEVATE_CREATE_EVENT_TRIGGER)
 			give_event_trigger_to(((CreateEventTrigStmt *) parsetree)->trigname, caller);
+		else if (what == ELEVATE_CREATE_PUBLICATION)
+			give_publication_to(((CreatePublicationStmt *) parsetree)->pubname, caller);
+#if PG_VERSION_NUM < 160000
+		else if (what == ELEVATE_CREATE_SUBSCRIPTION)
+			give_subscription_to(((CreateSubscriptionStmt *) parsetree)->subname, caller);
+#endif
 	}
 	PG_FINALLY();
 	{

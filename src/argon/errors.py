@@ -51,6 +51,13 @@ class Unauthorized(ArgonError):
     status = 401
 
 
+class Forbidden(ArgonError):
+    """Authenticated, but the key's scope does not allow it (a project-scoped key)."""
+
+    code = "FORBIDDEN"
+    status = 403
+
+
 class Unavailable(ArgonError):
     """A needed resource (binaries, a driver, a port) is missing on this host."""
 

@@ -52,10 +52,25 @@ class PlatformCollector(Collector):
         yield c
         yield _info("argon_clone_driver", "Clone driver in use", "driver",
                     self.services.ctx.storage.driver.name)
+        yield from _replica_families(self.services.runtime.replicas.lags())
         proxy = self.proxy_metrics()
         if proxy:
             yield from _proxy_families(proxy)
         yield from _http_guard_families()
+
+
+def _replica_families(lags: dict[str, Any]) -> Iterator[Any]:
+    """Running read replicas: WAL not replayed yet, and Postgres' replay_lag."""
+    size = GaugeMetricFamily("argon_replica_lag_bytes", "WAL bytes a running read "
+                             "replica has not replayed yet", labels=["endpoint_id"])
+    secs = GaugeMetricFamily("argon_replica_lag_seconds", "Replay lag of a running read "
+                             "replica (0 when caught up)", labels=["endpoint_id"])
+    for endpoint_id, lag in sorted(lags.items()):
+        size.add_metric([endpoint_id], lag.bytes)
+        if lag.seconds is not None:
+            secs.add_metric([endpoint_id], lag.seconds)
+    yield size
+    yield secs
 
 
 def _http_guard_families() -> Iterator[Any]:
@@ -87,7 +102,10 @@ def _proxy_families(m: dict[str, Any]) -> Iterator[Any]:
                      ("bytes_from_clients", "Bytes received from clients"),
                      ("bytes_to_clients", "Bytes sent to clients"),
                      ("cancel_requests", "Cancel requests"),
-                     ("wakes", "Computes woken by a connection")):
+                     ("wakes", "Computes woken by a connection"),
+                     ("early_connections", "Compute connections opened during the "
+                      "client's authentication"),
+                     ("spare_logins", "Pooled sessions started on a ready PgBouncer login")):
         yield CounterMetricFamily(f"argon_proxy_{key}", doc, value=m.get(key, 0))
     yield GaugeMetricFamily("argon_proxy_connections_active", "Open client connections",
                             value=m.get("connections_active", 0))

@@ -157,6 +157,7 @@ class Platform:
         self._servers.append(api)
         self._proxy = await start_proxy(services, self.settings)
         services.reconciler.start()
+        services.monitoring.start()
         api_task = asyncio.create_task(api.serve())
         while not api.started:
             if api_task.done():
@@ -216,6 +217,7 @@ class Platform:
         stopped = 0
         if self.services is not None:
             self.services.reconciler.stop()
+            self.services.monitoring.stop()
             stopped = self.services.stop_all_computes()
         if self.lock.held:
             # only the process that holds the home may remove its state file; a second

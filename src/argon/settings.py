@@ -42,6 +42,8 @@ class Settings:
     clone_driver: str = "auto"
     default_suspend_timeout: int = DEFAULT_SUSPEND_TIMEOUT
     reconcile_interval: float = 1.0
+    # seconds between the monitoring sampler's figures (control/monitoring.py); 0: off
+    monitoring_interval: float = 10.0
     metadata_url: str | None = None  # default: SQLite in the home
 
     @property

@@ -17,6 +17,7 @@ from argon.api.errors import RequestIdMiddleware, install_error_handlers
 from argon.api.routes import (account, branches, consumption, databases, endpoints,
                               operations, organizations, permissions, projects, roles,
                               unavailable)
+from argon.api.routes import imports as import_routes
 from argon.api.schemas.common import GeneralError as GeneralErrorModel
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def create_app(services: Any, *, proxy_host: str | None = None) -> FastAPI:
     for router in (projects.router, branches.router, databases.router, roles.router,
                    endpoints.router, operations.router, account.api_keys, account.users,
                    account.regions, unavailable.router, organizations.router,
-                   permissions.router, consumption.router):
+                   permissions.router, consumption.router, import_routes.router):
         app.include_router(router, prefix=API_PREFIX, dependencies=auth,
                            responses={"default": {"model": GeneralErrorModel,
                                                   "description": "General error"}})
@@ -89,5 +90,15 @@ def create_app(services: Any, *, proxy_host: str | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    from argon.console import mount_console  # noqa: PLC0415 - the console needs the API's auth
+
+    mount_console(app)
+    from argon.api.oauth import issuer_of, mount_oauth  # noqa: PLC0415
+    from argon.mcp.http import mount_mcp  # noqa: PLC0415 - MCP's /mcp on the API port
+
+    issuer = issuer_of(services) if hasattr(services, "ctx") else None
+    if issuer is not None:
+        mount_oauth(app, services, issuer)   # sign-in for neonctl and MCP clients
+    mount_mcp(app, services, proxy_host, issuer)
     return app
 

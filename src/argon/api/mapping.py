@@ -117,7 +117,8 @@ def endpoint(e: m.Endpoint) -> we.Endpoint:
         creation_source=CREATION_SOURCE, created_at=e.created_at, updated_at=e.updated_at,
         started_at=e.started_at, suspended_at=e.suspended_at,
         proxy_host=_proxy_host_of(e), suspend_timeout_seconds=e.suspend_timeout_seconds,
-        provisioner=PROVISIONER,
+        provisioner=PROVISIONER, replication_lag_bytes=e.replication_lag_bytes,
+        replication_lag_seconds=e.replication_lag_seconds,
     )
 
 
@@ -158,7 +159,7 @@ def api_key_item(k: m.ApiKey) -> wa.ApiKeysListResponseItem:
     return wa.ApiKeysListResponseItem(
         id=k.id, name=k.name, created_at=k.created_at,
         created_by=wa.ApiKeyCreatorData(id=LOCAL_USER_UUID, name="local", image=""),
-        last_used_at=k.last_used_at, last_used_from_addr="",
+        last_used_at=k.last_used_at, last_used_from_addr=k.last_used_from_addr or "",
     )
 
 
@@ -170,7 +171,23 @@ def api_key_created(k: m.ApiKey, secret: str) -> wa.ApiKeyCreateResponse:
 def api_key_revoked(k: m.ApiKey) -> wa.ApiKeyRevokeResponse:
     return wa.ApiKeyRevokeResponse(id=k.id, name=k.name, created_at=k.created_at,
                                    created_by=LOCAL_USER_UUID, last_used_at=k.last_used_at,
-                                   last_used_from_addr="", revoked=k.revoked)
+                                   last_used_from_addr=k.last_used_from_addr or "",
+                                   revoked=k.revoked)
+
+
+def org_api_key_item(k: m.ApiKey) -> wa.OrgApiKeysListResponseItem:
+    return wa.OrgApiKeysListResponseItem(**api_key_item(k).model_dump(),
+                                         project_id=k.project_id)
+
+
+def org_api_key_created(k: m.ApiKey, secret: str) -> wa.OrgApiKeyCreateResponse:
+    return wa.OrgApiKeyCreateResponse(**api_key_created(k, secret).model_dump(),
+                                      project_id=k.project_id)
+
+
+def org_api_key_revoked(k: m.ApiKey) -> wa.OrgApiKeyRevokeResponse:
+    return wa.OrgApiKeyRevokeResponse(**api_key_revoked(k).model_dump(),
+                                      project_id=k.project_id)
 
 
 _USER_DEFAULTS: dict[str, Any] = dict(

@@ -66,6 +66,8 @@ def start(
                                                    "when Argon may bind it).")] = None,
     clone_driver: Annotated[str, typer.Option(help="auto, reflink or copy.")] = "auto",
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+    monitoring_interval: Annotated[float, typer.Option(help="Seconds between the monitoring "
+                                                       "figures kept per endpoint (0: off).")] = 10.0,
 ) -> None:
     """Start Argon in the foreground; Ctrl-C or SIGTERM stops everything cleanly."""
     from argon.home import set_private_umask  # noqa: PLC0415
@@ -86,7 +88,8 @@ def start(
     setup_logging(log_level, home)
     settings = Settings(home=home.resolve(), listen_host=listen_host, api_port=api_port,
                         pg_port=pg_port, http_port=http_port, domain=domain,
-                        https_port=https_port, clone_driver=clone_driver)
+                        https_port=https_port, clone_driver=clone_driver,
+                        monitoring_interval=monitoring_interval)
     platform = Platform(settings)
     try:
         with console.status("preparing the home, metadata and default project..."):
@@ -101,6 +104,7 @@ def start(
         console.print(f"[bold green]Argon is running[/bold green] (home {home})")
         console.print(f"  API          {report.api_url}")
         console.print(f"  API docs     {report.docs_url}")
+        console.print(f"  Console      {report.api_url.removesuffix('/api/v2')}/console/")
         console.print(f"  Postgres     127.0.0.1:{report.pg_port} (proxy)")
         console.print(f"  SQL over HTTP / WebSocket  http://127.0.0.1:{report.http_port}/sql")
         console.print(f"  clone driver {report.clone_driver}")
@@ -502,6 +506,189 @@ def psql(ctx: typer.Context, home: HomeOpt,
         from argon.pg import choose_install  # noqa: PLC0415
         binary = choose_install().bin("psql")
     os.execv(binary, [binary, uri, *ctx.args])
+
+
+@app.command("mcp")
+def mcp_stdio(home: HomeOpt,
+              read_only: Annotated[bool, typer.Option("--read-only", help="Hide and refuse "
+                                                      "the tools that change anything.")] = False,
+              api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Argon's MCP server on stdio (for Claude, Cursor, VS Code): a bridge to the running
+    Argon's /mcp endpoint, local (this home) or remote (--api-url and --api-key)."""
+    from argon.mcp.bridge import StdioBridge, mcp_url  # noqa: PLC0415 - keeps --help fast
+
+    c = _client(home, api_url, api_key)
+    key = c._http.headers["Authorization"].partition(" ")[2]
+    StdioBridge(mcp_url(c.base), key, read_only=read_only,
+                ca_file=home / "tls" / "ca.crt").serve()
+
+
+@app.command("connect-repo")
+def connect_repo_cmd(
+    home: HomeOpt, project_id: ProjectOpt = None,
+    repo: Annotated[str | None, typer.Option("--repo", help="owner/name of the repository "
+                                             "(names the key; shown in the gh hints).")] = None,
+    key_name: Annotated[str | None, typer.Option("--key-name", help="API key name.")] = None,
+    as_json: JsonOpt = False, api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None,
+) -> None:
+    """Connect a repository to a project (Neon's GitHub integration step): mint an API key
+    for that project only and print NEON_API_KEY / NEON_PROJECT_ID for its CI secrets."""
+    from argon.cli.connect_repo import connect_repo, render  # noqa: PLC0415
+
+    c = _client(home, api_url, api_key)
+    result = connect_repo(c, _project(c, project_id), key_name, repo)
+    print(json.dumps(result, indent=2) if as_json else render(result, repo))
+
+
+@app.command("import")
+def import_database(
+    home: HomeOpt,
+    source: Annotated[str | None, typer.Argument(help="The database to copy: "
+                                                 "postgresql://user:pw@host/db")] = None,
+    project_id: Annotated[str | None, typer.Option("--project-id", help="Import into a new branch "
+                                                   "of this project (default: a new project).")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", help="Name of the new branch "
+                                              "(--status, --cutover: the synced one).")] = None,
+    parent: Annotated[str | None, typer.Option("--parent", help="Parent of the new branch.")] = None,
+    project_name: Annotated[str | None, typer.Option("--project-name", help="Name of the new project.")] = None,
+    database: Annotated[str | None, typer.Option("--database", help="Target database "
+                                                 "(default: the source's name).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", help="Parallel pg_restore jobs.")] = 2,
+    sync: Annotated[bool, typer.Option("--sync", help="Copy the schema, then keep the branch "
+                                       "in step by logical replication until --cutover.")] = False,
+    publication: Annotated[str | None, typer.Option("--publication", help="With --sync: the "
+                                                    "source's publication (default: Argon makes one).")] = None,
+    status: Annotated[bool, typer.Option("--status", help="Progress and lag of the sync into "
+                                         "--branch of --project-id.")] = False,
+    cutover: Annotated[bool, typer.Option("--cutover", help="Wait for the sync into --branch to "
+                                          "catch up, advance sequences, end it.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="--cutover: seconds to wait "
+                                           "for the branch to catch up.")] = 300,
+    as_json: JsonOpt = False, api_url: ApiUrlOpt = None, api_key: ApiKeyOpt = None,
+) -> None:
+    """Copy an existing Postgres into Argon (pg_dump | pg_restore), rows counted on both
+    sides; a failed import leaves no project or branch behind. --sync copies the schema and
+    streams the rows by logical replication until --cutover."""
+    c = _client(home, api_url, api_key)
+    if status or cutover:
+        if not project_id or not branch or source:
+            fail("--status and --cutover take --project-id and --branch (no source)")
+        _import_sync(c, project_id, branch, cutover, timeout, as_json)
+        return
+    if not source:
+        fail("the source connection string is missing")
+    body: dict[str, Any] = {"source": {"connection_uri": source}, "jobs": jobs,
+                            "database_name": database, "sync": sync,
+                            "publication": publication}
+    if project_id:
+        body["branch"] = {"name": branch, "parent_id": parent}
+        path = api_path("projects", project_id, "import")
+    else:
+        body["project"] = {"name": project_name}
+        path = "/projects/import"
+    import httpx  # noqa: PLC0415
+
+    result: dict[str, Any] | None = None
+    try:
+        with c._http.stream("POST", path, json=body,
+                            headers={"Accept": "application/x-ndjson"}) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                fail(resp.json().get("message", resp.text) if resp.content
+                     else str(resp.status_code))
+            for line in resp.iter_lines():
+                if not line.strip():
+                    continue
+                item = json.loads(line)
+                if "error" in item:
+                    fail(item["error"]["message"])
+                if "result" in item:
+                    result = item["result"]
+                elif not as_json:
+                    err_console.print(f"[dim]{item['phase']}:[/dim] {item['message']}")
+    except httpx.TransportError as e:
+        fail(f"cannot reach the Argon API at {c.base}: {e}")
+    if result is None:
+        fail("the import ended without a result")
+    if as_json:
+        emit(result, True)
+        return
+    console.print(f"imported into project {result['project_id']}, branch {result['branch_id']}, "
+                  f"database {result['database_name']} ({result['dump_bytes']} bytes, "
+                  f"{result['seconds']} s)")
+    for t in result["tables"]:
+        console.print(f"  {t['schema']}.{t['table']}: {t['target_rows']} rows")
+    for s in result["skipped"]:
+        console.print(f"  skipped: {s}")
+    if result.get("sync"):
+        console.print(f"syncing by logical replication (subscription {result['sync']['subscription']}, "
+                      f"publication {result['sync']['publication']}); the subscriber needs no "
+                      "enable_logical_replication: project setting unchanged, no compute restarted.\n"
+                      f"  progress: argon import --status --project-id {result['project_id']} "
+                      f"--branch {result['branch_id']}\n"
+                      f"  when writes to the source have stopped: argon import --cutover "
+                      f"--project-id {result['project_id']} --branch {result['branch_id']}")
+
+
+def _import_sync(c: Any, project_id: str, branch: str, cutover: bool, timeout: float,
+                 as_json: bool) -> None:
+    base = api_path("projects", project_id, "branches", branch, "import")
+    if cutover:
+        out = c.call("POST", base + "/cutover", json={"timeout_seconds": timeout},
+                     timeout=timeout + 60)
+    else:
+        out = c.call("GET", base)
+    if as_json:
+        emit(out, True)
+        return
+    if not cutover:
+        console.print(f"{out['subscription']}: {out['state']}, {out['tables_ready']} tables "
+                      f"ready, {out['tables_copying']} copying; source at {out['source_lsn']}, "
+                      f"applied {out['applied_lsn']}, confirmed {out['confirmed_flush_lsn']}, "
+                      f"lag {out['lag_bytes']} bytes")
+        return
+    console.print(f"cut over at the source's {out['source_lsn']}: subscription dropped"
+                  + (", Argon's publication dropped" if out["publication_dropped"] else "")
+                  + f"; {len(out['sequences'])} sequences advanced")
+    for t in out["tables"]:
+        console.print(f"  {t['schema']}.{t['table']}: source {t['source_rows']}, "
+                      f"branch {t['target_rows']} rows")
+    if out["mismatched"]:
+        fail("row counts differ (writes after the cutover began?): " + ", ".join(out["mismatched"]))
+
+
+@app.command("local")
+def local_door(
+    home: HomeOpt,
+    api_url: ApiUrlOpt = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar=["NEON_API_KEY", "ARGON_API_KEY"],
+                                                help="API key (default: the home's bootstrap key).")] = None,
+    project_id: Annotated[str | None, typer.Option("--project-id", envvar="NEON_PROJECT_ID",
+                                                   help="Project (default: the only one).")] = None,
+    branch_id: Annotated[str | None, typer.Option("--branch-id", envvar="BRANCH_ID",
+                                                  help="Use this existing branch; delete nothing.")] = None,
+    parent_branch_id: Annotated[str | None, typer.Option("--parent-branch-id", envvar="PARENT_BRANCH_ID",
+                                                         help="Parent of the branch made (default: the default branch).")] = None,
+    delete_branch: Annotated[str | None, typer.Option("--delete-branch", envvar="DELETE_BRANCH",
+                                                      help="true (default): an ephemeral branch deleted on stop; "
+                                                      "false: kept, one per git branch with a git HEAD.")] = None,
+    git_dir: Annotated[Path | None, typer.Option("--git-dir", help="Repository (or its .git/HEAD) whose "
+                                                 "branch picks the database branch (default: ./.git).")] = None,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the door keeps its state.")] = Path(".neon_local"),
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option("--port", help="Port (default: 5432 when free).")] = None,
+    sql_url: Annotated[str | None, typer.Option("--sql-url", envvar="ARGON_SQL_URL",
+                                                help="Argon's POST /sql URL (default: the "
+                                                "local Argon's).")] = None,
+    no_tls: Annotated[bool, typer.Option("--no-tls", help="Refuse TLS (sslmode=disable only).")] = False,
+) -> None:
+    """A Neon Local-style door: postgres://neon:npg@localhost:<port>/<db>, /sql and the
+    WebSocket on one port, routed to a fixed, ephemeral or per-git-branch database branch."""
+    from argon.local.launch import LocalArgs, default_git_dir, env_bool, run  # noqa: PLC0415
+
+    run(LocalArgs(home, api_url, api_key, project_id, branch_id, parent_branch_id,
+                  env_bool(delete_branch, True), git_dir or default_git_dir(), state_dir,
+                  host, port, sql_url, not no_tls))
 
 
 def main() -> None:

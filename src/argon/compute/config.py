@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from argon.compute import pgext, user_settings
-from argon.compute.spec import ComputeSpec
+from argon.compute import pgext, replication, user_settings
+from argon.compute.spec import ComputeMode, ComputeSpec
 from argon.errors import InvalidInput
 from argon.pg import OsUser
 
@@ -109,12 +109,60 @@ def enforced_settings(spec: ComputeSpec) -> dict[str, str]:
         "logging_collector": "off",                # stderr goes to spec.log_path
         "log_destination": "stderr",
         "log_line_prefix": "%m [%p] %q%u@%d ",
-        "wal_level": "replica",                    # archive and backup API need it
+        "wal_level": replication.wal_level(spec),  # replica: archive and backup API need it
         "hot_standby": "on",
         "huge_pages": "off",                       # predictable memory, no fallback probe
     }
     out.update(pgext.preload_settings(spec.install))  # pg_stat_statements, argon.so
+    out.update(replication.sender_settings(spec))      # senders, slots and their limits
     out.update(_version_settings(spec.install.version))
+    out.update(MODE_SETTINGS[spec.mode])
+    return out
+
+
+# What each compute mode adds (the replica's recovery settings live in storage's file).
+MODE_SETTINGS: dict[ComputeMode, dict[str, str]] = {
+    ComputeMode.PRIMARY: {},
+    ComputeMode.REPLICA: {
+        # the primary keeps the rows a running replica query still reads (as Neon's)
+        "hot_standby_feedback": "on",
+        # replay position reported every second: the primary's replay_lag stays fresh
+        "wal_receiver_status_interval": "1s",
+        # a lost primary (suspended, killed) is noticed and retried within seconds
+        "wal_receiver_timeout": "10s",
+        "wal_retrieve_retry_interval": "1s",
+    },
+    # a throwaway clone at a past point: sessions start read-only
+    ComputeMode.STATIC: {"default_transaction_read_only": "on"},
+}
+
+# A hot standby must have at least its primary's values of these (Postgres refuses to
+# run one with less; see "Hot Standby" > "Administrator's Overview").
+STANDBY_MINIMUM_KEYS = ("max_connections", "max_prepared_transactions",
+                        "max_locks_per_transaction", "max_worker_processes")
+
+
+def primary_minimums(primary: ComputeSpec) -> dict[str, int]:
+    """What a primary started from ``primary`` runs with, for its standbys' minimums."""
+    tunable = memory_settings(primary.cu_max)
+    tunable.update({k.lower(): v for k, v in primary.pg_settings.items()})
+    return {k: int(tunable[k]) for k in STANDBY_MINIMUM_KEYS
+            if k in tunable and tunable[k].isdigit()}
+
+
+def with_standby_minimums(tunable: dict[str, str], minimums: Mapping[str, int]) -> dict[str, str]:
+    """Raise the settings a hot standby needs to at least its primary's values."""
+    out = dict(tunable)
+    for key in STANDBY_MINIMUM_KEYS:
+        floor = minimums.get(key)
+        if floor is None:
+            continue
+        try:
+            current = int(out[key]) if key in out else None
+        except ValueError:
+            current = None
+        if current is None or current < floor:
+            out[key] = str(floor)
     return out
 
 
@@ -138,6 +186,8 @@ def render_config(spec: ComputeSpec) -> str:
     check_user_settings(spec.pg_settings, enforced)
     tunable = memory_settings(spec.cu_max)
     tunable.update({k.lower(): v for k, v in spec.pg_settings.items()})
+    if spec.mode is ComputeMode.REPLICA:
+        tunable = with_standby_minimums(tunable, spec.standby_minimums)
     lines = [
         HEADER,
         f"# endpoint {spec.endpoint_id}, PostgreSQL {spec.install.version}, "

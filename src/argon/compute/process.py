@@ -32,7 +32,7 @@ from argon.compute.pidfile import (PIDFILE, STATUS_READY, STATUS_STANDBY, PidFil
                                    exiting_postmaster, is_postmaster_of, process_in,
                                    process_tree, verified)
 from argon.compute.sockets import prepare_socket_dir
-from argon.compute.spec import ComputeProcess, ComputeSpec, ComputeState
+from argon.compute.spec import ComputeMode, ComputeProcess, ComputeSpec, ComputeState
 from argon.errors import InvalidInput, NotFound, Unavailable
 from argon.pg import OsUser
 
@@ -102,10 +102,13 @@ class ComputeManager:
         return self._connect(spec, pf.port, dbname, user, autocommit)
 
     def client_sessions(self, spec: ComputeSpec) -> int:
-        """Client backends other than Argon's own (used to decide idleness)."""
+        """Client backends other than Argon's own (used to decide idleness), and logical
+        walsenders (a subscriber's, connected to a database): a subscriber keeps its
+        publisher awake as on Neon; physical ones (a replica's) do not."""
         with self.connect(spec) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                "SELECT count(*) FROM pg_stat_activity WHERE (backend_type = 'client backend'"
+                " OR (backend_type = 'walsender' AND datname IS NOT NULL))"
                 " AND application_name IS DISTINCT FROM %s AND pid <> pg_backend_pid()",
                 (APPLICATION_NAME,)).fetchone()
         return int(row[0]) if row else 0
@@ -133,7 +136,7 @@ class ComputeManager:
             self._check_datadir(spec)
             self._clear_leftovers(spec)
             self._prepare_dirs(spec)
-            write_config(spec, self.owner, bootstrap=not admin_auth.is_set(spec))
+            write_config(spec, self.owner, bootstrap=_needs_password_upgrade(spec))
             proc, log_offset = self._spawn(spec)
             process = self._wait_ready(spec, proc, log_offset)
             pf = verified(spec.pgdata)
@@ -203,7 +206,9 @@ class ComputeManager:
 
     def _wait_ready(self, spec: ComputeSpec, proc: subprocess.Popen[bytes],
                     log_offset: int) -> ComputeProcess:
-        wanted = {STATUS_READY, STATUS_STANDBY} if spec.read_only else {STATUS_READY}
+        # a replica stays in recovery (standby); a static compute is a promoted clone
+        replica = spec.mode is ComputeMode.REPLICA
+        wanted = {STATUS_READY, STATUS_STANDBY} if replica else {STATUS_READY}
         deadline = time.monotonic() + self.start_timeout
         while True:
             code = proc.poll()
@@ -226,7 +231,7 @@ class ComputeManager:
             time.sleep(READY_POLL_SECONDS)
 
     def _accepts(self, spec: ComputeSpec, pf: PidFile) -> bool:
-        """One real session: read-write computes must have left recovery."""
+        """One real session: computes other than replicas must have left recovery."""
         try:
             with self._connect(spec, pf.port, "postgres", None, True) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
@@ -239,7 +244,7 @@ class ComputeManager:
                 admin_auth.forget(spec)
                 self._write_hba(spec, pf, bootstrap=True)
             return False
-        return spec.read_only or (row is not None and not row[0])
+        return spec.mode is ComputeMode.REPLICA or (row is not None and not row[0])
 
     # -- cloud_admin's password ----------------------------------------------------------
 
@@ -250,7 +255,7 @@ class ComputeManager:
         password again; crash after it and the next start (or re-adoption) writes the
         final pg_hba.conf.
         """
-        if not admin_auth.is_set(spec):
+        if _needs_password_upgrade(spec):
             self._write_hba(spec, pf, bootstrap=True)
             with self._trusted(spec, pf) as conn:
                 admin_auth.set_password(conn, spec.admin_password)
@@ -367,6 +372,11 @@ class ComputeManager:
         child = self._children.get(pgdata)
         if child is not None and child.poll() is not None:
             self._children.pop(pgdata, None)
+
+
+def _needs_password_upgrade(spec: ComputeSpec) -> bool:
+    """A replica cannot write pg_authid: its cloud_admin password is its primary's."""
+    return spec.mode is not ComputeMode.REPLICA and not admin_auth.is_set(spec)
 
 
 def _as_process(pf: PidFile, spec: ComputeSpec) -> ComputeProcess:

@@ -19,6 +19,14 @@ class ComputeState(StrEnum):
     IDLE = "idle"
 
 
+class ComputeMode(StrEnum):
+    """What a compute is for (Neon's compute spec ``mode``)."""
+
+    PRIMARY = "primary"     # read-write, owns the timeline's WAL
+    REPLICA = "replica"     # hot standby: streams from the primary, follows the archive
+    STATIC = "static"       # read-only at a past point (a promoted throwaway clone)
+
+
 @dataclass(frozen=True)
 class ComputeSpec:
     endpoint_id: str
@@ -30,10 +38,22 @@ class ComputeSpec:
     cu_min: float = 0.25
     cu_max: float = 0.25
     pg_settings: Mapping[str, str] = field(default_factory=dict)  # endpoint settings
-    read_only: bool = False       # reserved: hot-standby replicas come later
+    # primary (read-write), replica (hot standby following a primary) or static (a
+    # read-only compute at a fixed point: time-travel queries), as Neon's ComputeMode
+    mode: ComputeMode = ComputeMode.PRIMARY
+    # a replica's lowest max_connections & co.: a hot standby refuses to run with less
+    # than its primary wrote into the WAL (see control/replicas.py)
+    standby_minimums: Mapping[str, int] = field(default_factory=dict)
+    # the project's enable_logical_replication: wal_level = logical (compute/replication.py)
+    logical_replication: bool = False
     # cloud_admin's password (per project, see control/admin_password.py): every
     # connection Argon makes to the compute, and its PgBouncer's auth_user, log in with it
     admin_password: str = field(default="", repr=False)
+
+    @property
+    def read_only(self) -> bool:
+        """Replicas and static computes take no writes (and may stay in recovery)."""
+        return self.mode is not ComputeMode.PRIMARY
 
 
 @dataclass(frozen=True)

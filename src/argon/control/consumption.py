@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from argon.control import key_scope
 from argon.control.context import ControlContext
 from argon.control.organization import require_member
 from argon.errors import InvalidInput, NotFound
@@ -192,6 +193,11 @@ class ConsumptionService:
                   limit: int) -> tuple[list[Any], str | None]:
         q = select(t.projects.c.id, t.projects.c.created_at).order_by(
             t.projects.c.created_at.desc(), t.projects.c.id)
+        for pid in project_ids:
+            key_scope.check_project(pid)   # a project-scoped key: its project only
+        only = key_scope.scoped_project()
+        if only is not None:
+            q = q.where(t.projects.c.id == only)
         with self.ctx.tx() as conn:
             if project_ids:
                 rows = conn.execute(q.where(t.projects.c.id.in_(project_ids))).all()

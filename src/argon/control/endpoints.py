@@ -1,8 +1,10 @@
-"""Endpoints: one compute per endpoint, at most one read_write per branch."""
+"""Endpoints: one compute per endpoint, at most one read_write per branch and any number
+of read_only ones (read replicas, see ``replicas.py``)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from sqlalchemy import select, update
 
@@ -27,7 +29,14 @@ class EndpointService:
         self.runtime = runtime
 
     def _model(self, row) -> Endpoint:  # type: ignore[no-untyped-def]
-        return endpoint_from_row(row, self.ctx.settings)
+        model = endpoint_from_row(row, self.ctx.settings)
+        if row.type != EndpointType.READ_ONLY.value or row.state != EndpointState.ACTIVE.value:
+            return model
+        lag = self.runtime.replicas.lag(row.id)
+        if lag is None:
+            return model
+        return replace(model, replication_lag_bytes=lag.bytes,
+                       replication_lag_seconds=lag.seconds)
 
     def _row(self, project_id: str, endpoint_id: str):  # type: ignore[no-untyped-def]
         with self.ctx.tx() as conn:
@@ -65,9 +74,6 @@ class EndpointService:
     def create(self, project_id: str, req: EndpointCreate) -> Mutation[Endpoint]:
         if req.type not in (EndpointType.READ_WRITE.value, EndpointType.READ_ONLY.value):
             raise InvalidInput(f"endpoint type must be 'read_write' or 'read_only', not {req.type!r}")
-        if req.type == EndpointType.READ_ONLY.value:
-            raise InvalidInput("read_only endpoints (read replicas) are not available yet in "
-                               "this Argon version; create a read_write endpoint")
         if not req.branch_id:
             raise InvalidInput("endpoint.branch_id is required")
         pg_settings = validation.pg_settings(req.pg_settings or {})
@@ -80,9 +86,10 @@ class EndpointService:
             if project is None:
                 raise NotFound(f"project {project_id!r} not found")
             branch = branch_row(conn, project_id, req.branch_id)
-            if conn.execute(select(t.endpoints.c.id).where(
-                    t.endpoints.c.branch_id == branch.id,
-                    t.endpoints.c.type == "read_write")).first():
+            if req.type == EndpointType.READ_WRITE.value and conn.execute(
+                    select(t.endpoints.c.id).where(
+                        t.endpoints.c.branch_id == branch.id,
+                        t.endpoints.c.type == "read_write")).first():
                 raise Conflict(f"branch {branch.name} already has a read_write endpoint")
             des = project.default_endpoint_settings or {}
             min_cu = req.autoscaling_limit_min_cu if req.autoscaling_limit_min_cu is not None \
@@ -152,6 +159,9 @@ class EndpointService:
         self.runtime.suspend(endpoint_id, reason="endpoint deleted")
         with self.ctx.tx() as conn:
             conn.execute(t.endpoints.delete().where(t.endpoints.c.id == endpoint_id))
+        if endpoint.type is EndpointType.READ_ONLY:
+            # after the row: a crash in between leaves data that start-up repair removes
+            self.runtime.replicas.deleted(endpoint_id)
         self.ctx.on_endpoints_changed()
         return Mutation(endpoint, [])
 

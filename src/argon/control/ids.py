@@ -79,5 +79,6 @@ def role_password() -> str:
 
 
 def api_key_secret() -> str:
-    # 64 characters like Neon's keys; only its SHA-256 is stored.
-    return "".join(secrets.choice(_ALNUM) for _ in range(64))
+    # Neon's format: ``napi_`` and 64 random characters; only its SHA-256 is stored.
+    # Keys made before the prefix (64 characters, no prefix) keep working.
+    return "napi_" + "".join(secrets.choice(_ALNUM) for _ in range(64))

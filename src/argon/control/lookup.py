@@ -10,11 +10,13 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from argon.control import key_scope
 from argon.errors import NotFound
 from argon.meta import tables as t
 
 
 def require_project(conn: Connection, project_id: str) -> None:
+    key_scope.check_project(project_id)   # a project-scoped key: another project is 404
     if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first() is None:
         raise NotFound(f"project {project_id!r} not found")
 

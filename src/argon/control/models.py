@@ -127,6 +127,9 @@ class Endpoint:
     region_id: str = "local"
     proxy_port: int | None = None
     pooler_port: int | None = None
+    # read_only endpoints while running: WAL bytes not replayed yet, Postgres' replay_lag
+    replication_lag_bytes: int | None = None
+    replication_lag_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,9 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None = None
     revoked: bool = False
+    org_id: str | None = None        # an organization key (Neon's org API keys)
+    project_id: str | None = None    # a project-scoped key: that project only
+    last_used_from_addr: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,11 @@ class OrganizationService:
     def __init__(self, ctx: ControlContext) -> None:
         self.ctx = ctx
 
-    def auth_details(self) -> dict[str, str]:
-        """Every API key belongs to the one local user (Neon's ``api_key_user``)."""
+    def auth_details(self, org_id: str | None = None) -> dict[str, str]:
+        """A personal key belongs to the one local user (Neon's ``api_key_user``); an
+        organization key (also a project-scoped one) to the organization (``api_key_org``)."""
+        if org_id is not None:
+            return {"account_id": org_id, "auth_method": "api_key_org"}
         return {"account_id": USER_ID, "auth_method": "api_key_user"}
 
     def _since(self) -> datetime:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select, update
 
 from argon.compute import initdb
-from argon.control import ids, ip_allow, regions, sqlexec, validation
+from argon.control import (ids, ip_allow, key_scope, logical_replication, regions, sqlexec,
+                           validation)
 from argon.control.context import ControlContext
 from argon.control.hosts import connection_uri
 from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
@@ -52,6 +53,7 @@ class ProjectService:
     # -- reads ---------------------------------------------------------------------------
 
     def _load(self, project_id: str) -> Project:
+        key_scope.check_project(project_id)
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.projects).where(t.projects.c.id == project_id)).first()
             if row is None:
@@ -70,6 +72,9 @@ class ProjectService:
              limit: int | None = None) -> Page[Project]:
         limit = min(max(limit or 10, 1), MAX_LIMIT)
         q = select(t.projects).order_by(t.projects.c.created_at.desc(), t.projects.c.id)
+        only = key_scope.scoped_project()
+        if only is not None:   # a project-scoped key sees its project only
+            q = q.where(t.projects.c.id == only)
         if search:
             like = f"%{search}%"
             q = q.where(t.projects.c.name.like(like) | t.projects.c.id.like(like))
@@ -88,6 +93,7 @@ class ProjectService:
     # -- create --------------------------------------------------------------------------
 
     def create(self, req: ProjectCreate) -> ProjectCreated:
+        key_scope.check_account_wide("creating a project")
         name = validation.name(req.name, "project name") if req.name is not None else None
         install = choose_install(req.pg_version)
         retention = validation.retention(
@@ -197,6 +203,7 @@ class ProjectService:
         if req.default_endpoint_settings is not None:
             values["default_endpoint_settings"] = _endpoint_settings(
                 req.default_endpoint_settings, current.default_endpoint_settings).__dict__
+        logical_on = logical_replication.turned_on(current.settings, req.settings)
         if req.settings is not None:
             values["settings"] = {**current.settings, **validation.project_settings(req.settings)}
         ip_allow.validate_settings(req.settings)
@@ -205,9 +212,13 @@ class ProjectService:
                 conn.execute(update(t.projects).where(t.projects.c.id == project_id)
                              .values(updated_at=self.ctx.clock(), **values))
             self.ctx.ip_allow.invalidate()   # the proxy reads allowed_ips from a cache
-        return Mutation(self._load(project_id), [])
+        op_ids = (logical_replication.restart_running_computes(self.ctx, self.runtime,
+                                                               project_id)
+                  if logical_on else [])
+        return Mutation(self._load(project_id), self.oplog.get_many(op_ids))
 
     def delete(self, project_id: str) -> Mutation[Project]:
+        key_scope.check_account_wide("deleting a project")
         project = self._load(project_id)
         with self.ctx.locks.hold(f"project:{project_id}", what=f"project {project_id}"):
             self._destroy(project_id)

@@ -127,6 +127,13 @@ class ControlProxyBackend:
         self.routes.put(endpoint_id, key, address, generation)
         return address
 
+    def known_route(self, endpoint_id: str, pooled: bool) -> ComputeAddress | None:
+        """The cached route of a running compute, None while it starts or suspends."""
+        cached = self.routes.get((endpoint_id, pooled))
+        if cached is None or not self.services.runtime.available(endpoint_id):
+            return None
+        return cached
+
     def route_failed(self, endpoint_id: str) -> None:
         """The proxy could not connect where we said (e.g. the compute was killed)."""
         self.routes.drop(endpoint_id)

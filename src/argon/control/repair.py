@@ -19,6 +19,7 @@ from argon.control.context import ControlContext
 from argon.control.models import BranchState, EndpointState, OperationStatus
 from argon.control.projects import ProjectService
 from argon.control.runtime import EndpointRuntime
+from argon.control.safe_migrations import orphan_branches
 from argon.meta import tables as t
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,11 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
                 conn.execute(t.branches.delete().where(t.branches.c.id == b.id))
             ctx.storage.delete_timeline(b.timeline_id)
             done.append(f"removed half-made branch {b.name} ({b.id})")
+    done += _remove_orphan_migration_branches(ctx, runtime)
     with ctx.tx() as conn:
         known = set(conn.execute(select(t.branches.c.timeline_id)).scalars())
     done += ctx.storage.repair(known)
+    done += runtime.replicas.repair()   # unfinished seeds, data of deleted replicas
     with ctx.tx() as conn:
         eps = conn.execute(select(t.endpoints.c.id, t.endpoints.c.state)).all()
     for ep in eps:
@@ -79,6 +82,31 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
                 done.append(f"re-adopted running compute {ep.id}")
     for line in done:
         logger.info("repair: %s", line)
+    return done
+
+
+def _remove_orphan_migration_branches(ctx: ControlContext,
+                                      runtime: EndpointRuntime) -> list[str]:
+    """A crash inside ``prepare_database_migration`` (branch made, migration not yet
+    recorded) leaves a temporary branch nothing will complete or expire: remove it."""
+    done = []
+    with ctx.tx() as conn:
+        orphans = orphan_branches(conn)
+    for b in orphans:
+        with ctx.tx() as conn:
+            eps = list(conn.execute(select(t.endpoints.c.id).where(
+                t.endpoints.c.branch_id == b.id)).scalars())
+            timeline = conn.execute(select(t.branches.c.timeline_id).where(
+                t.branches.c.id == b.id)).scalar()
+        for ep in eps:
+            runtime.suspend(ep, reason="temporary migration branch removed")
+        with ctx.tx() as conn:
+            conn.execute(t.endpoints.delete().where(t.endpoints.c.branch_id == b.id))
+            conn.execute(t.branches.delete().where(t.branches.c.id == b.id))
+        if timeline is not None:
+            ctx.storage.delete_timeline(timeline)
+        done.append(f"removed temporary migration branch {b.name} ({b.id}) of project "
+                    f"{b.project_id}: its migration was never recorded")
     return done
 
 

@@ -68,4 +68,5 @@ def operation_from_row(r: Row) -> Operation:
 
 def api_key_from_row(r: Row) -> ApiKey:
     return ApiKey(id=r.id, name=r.name, created_at=r.created_at,
-                  last_used_at=r.last_used_at, revoked=bool(r.revoked))
+                  last_used_at=r.last_used_at, revoked=bool(r.revoked), org_id=r.org_id,
+                  project_id=r.project_id, last_used_from_addr=r.last_used_from_addr)

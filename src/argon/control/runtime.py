@@ -18,11 +18,14 @@ import psycopg
 from sqlalchemy import select, update
 
 from argon.compute import ComputeSpec, PoolerSpec, socket_dir_for
+from argon.compute.spec import ComputeMode
 from argon.control.admin_password import AdminPasswords
 from argon.control import compute_runs, sql_roles
 from argon.control.context import ControlContext
+from argon.control.logical_replication import logical_replication_enabled
 from argon.control.models import EndpointState, OperationAction
 from argon.control.operations import OperationLog
+from argon.control.replicas import Replicas
 from argon.errors import ArgonError, EndpointDisabled, NotFound
 from argon.pg import PgInstall, choose_install
 from argon.meta import tables as t
@@ -66,6 +69,8 @@ class EndpointRuntime:
         # starting or suspending: connections wait for the lock instead of the old route
         self._unavailable: set[str] = set()
         self._activity_lock = threading.Lock()
+        # read_only endpoints: seeding, catching up, lag (control/replicas.py)
+        self.replicas = Replicas(ctx, self)
 
     # -- specs ---------------------------------------------------------------------------
 
@@ -79,22 +84,28 @@ class EndpointRuntime:
     def spec(self, endpoint_id: str, port: int | None = None) -> ComputeSpec:
         with self.ctx.tx() as conn:
             row = conn.execute(
-                select(t.endpoints, t.branches.c.timeline_id, t.projects.c.pg_version)
+                select(t.endpoints, t.branches.c.timeline_id, t.projects.c.pg_version,
+                       t.projects.c.settings.label("project_settings"))
                 .join(t.branches, t.branches.c.id == t.endpoints.c.branch_id)
                 .join(t.projects, t.projects.c.id == t.endpoints.c.project_id)
                 .where(t.endpoints.c.id == endpoint_id)).first()
         if row is None:
             raise NotFound(f"endpoint {endpoint_id!r} not found")
         home = self.ctx.settings.home
+        replica = row.type == "read_only"
         return ComputeSpec(
             endpoint_id=endpoint_id,
-            pgdata=self.ctx.storage.pgdata(row.timeline_id),
+            # a replica runs on a data directory of its own, seeded from the timeline
+            pgdata=(self.replicas.store.pgdata(row.timeline_id, endpoint_id) if replica
+                    else self.ctx.storage.pgdata(row.timeline_id)),
+            mode=ComputeMode.REPLICA if replica else ComputeMode.PRIMARY,
             install=self.install_for(row.pg_version),
             port=port or row.compute_port or 0,
             socket_dir=socket_dir_for(home, endpoint_id),
             log_path=home / "logs" / f"{endpoint_id}.log",
             cu_min=row.min_cu, cu_max=row.max_cu,
             pg_settings=dict(row.pg_settings or {}),
+            logical_replication=logical_replication_enabled(row.project_settings),
             admin_password=self.admin_passwords.for_project(row.project_id),
         )
 
@@ -127,7 +138,7 @@ class EndpointRuntime:
         compute that keeps crashing is not kept "in use" by its own restarts.
         """
         spec = self.spec(endpoint_id)
-        available = self.claim(endpoint_id) if activity else self._available(endpoint_id)
+        available = self.claim(endpoint_id) if activity else self.available(endpoint_id)
         if not available or self.ctx.computes.pid(spec) is None:
             with self.ctx.locks.wait_for(f"ep:{endpoint_id}"):
                 spec = self.spec(endpoint_id)
@@ -168,8 +179,11 @@ class EndpointRuntime:
         spec = replace(spec, port=port)
         try:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.ctx.computes.start(spec)
-            self.ctx.storage.recovery_finished(branch.timeline_id)
+            if spec.mode is ComputeMode.REPLICA:
+                spec = self.replicas.start(endpoint_id, spec)
+            else:
+                self.ctx.computes.start(spec)
+                self.ctx.storage.recovery_finished(branch.timeline_id)
         except ArgonError as exc:
             logger.warning("compute %s failed to start: %s", endpoint_id, exc.message)
             self.oplog.fail(op, exc.message)
@@ -191,6 +205,8 @@ class EndpointRuntime:
         self.oplog.finish(op)
         logger.info("started compute %s on port %d", endpoint_id, port)
         self._reload_pooler(spec)
+        if spec.mode is ComputeMode.PRIMARY:
+            self.replicas.primary_started(endpoint_id)
         self.ctx.events.compute_changed(endpoint_id)
         return spec
 
@@ -327,7 +343,8 @@ class EndpointRuntime:
             self._last_seen[endpoint_id] = time.monotonic()
             return True
 
-    def _available(self, endpoint_id: str) -> bool:
+    def available(self, endpoint_id: str) -> bool:
+        """Not starting or suspending (its cached route can be used); not activity."""
         with self._activity_lock:
             return endpoint_id not in self._unavailable
 

@@ -14,15 +14,20 @@ from argon.control.catalog import DatabaseService, RoleService
 from argon.control.consumption import ConsumptionService
 from argon.control.context import ControlContext
 from argon.control.endpoints import EndpointService
+from argon.control.monitoring import MonitoringSampler
 from argon.control.operations import OperationLog, OperationService
 from argon.control.organization import OrganizationService
+from argon.control.otel_export import OtelExport
 from argon.control.permissions import PermissionService
 from argon.control.platform import PlatformService
 from argon.control.projects import ProjectService
+from argon.control.query_history import QueryHistory
 from argon.control.reconciler import Reconciler
 from argon.control.repair import repair
 from argon.control.runtime import EndpointRuntime
 from argon.control.secretbox import SecretBox
+from argon.control.sql_runner import SqlRunner
+from argon.control.table_browser import TableBrowser
 from argon.control.timetravel import TimeTravel
 from argon.errors import Unavailable
 from argon.home import restrict_home
@@ -51,6 +56,11 @@ class Services:
     organization: OrganizationService
     permissions: PermissionService
     consumption: ConsumptionService
+    query_history: QueryHistory
+    sql: SqlRunner
+    tables: TableBrowser
+    monitoring: MonitoringSampler
+    otel: OtelExport
 
     def repair(self) -> list[str]:
         return repair(self.ctx, self.runtime, self.projects)
@@ -115,14 +125,20 @@ def build_services(settings: Settings) -> Services:
     runtime = EndpointRuntime(ctx, oplog)
     endpoints = EndpointService(ctx, oplog, runtime)
     branches = BranchService(ctx, oplog, runtime, endpoints, TimeTravel(ctx, runtime))
+    roles = RoleService(ctx, oplog, runtime, endpoints)
+    query_history = QueryHistory(ctx)
+    sql_runner = SqlRunner(ctx, runtime, branches, roles, query_history)
+    otel = OtelExport(ctx)
     return Services(
         ctx=ctx, runtime=runtime,
         projects=ProjectService(ctx, oplog, runtime),
         branches=branches, endpoints=endpoints,
         databases=DatabaseService(ctx, oplog, runtime, endpoints),
-        roles=RoleService(ctx, oplog, runtime, endpoints),
+        roles=roles,
         operations=OperationService(ctx), api_keys=ApiKeyService(ctx),
         platform=PlatformService(ctx),
         reconciler=Reconciler(ctx, runtime, branches),
         organization=OrganizationService(ctx), permissions=PermissionService(ctx),
-        consumption=ConsumptionService(ctx))
+        consumption=ConsumptionService(ctx),
+        query_history=query_history, sql=sql_runner, tables=TableBrowser(sql_runner),
+        monitoring=MonitoringSampler(ctx, runtime, otel), otel=otel)

@@ -32,12 +32,22 @@ def bootstrap(conn: psycopg.Connection, pg_major: int, owner: str, verifier: str
 
 def create_role(conn: psycopg.Connection, name: str, verifier: str | None,
                 login: bool = True) -> None:
+    # REPLICATION on the role itself, as Neon's roles made through the API have it: role
+    # attributes are not inherited from neon_superuser, and a walsender (an external
+    # subscriber, pg_create_logical_replication_slot) checks the login role's own.
     try:
-        conn.execute(sql.SQL("CREATE ROLE {} {} CREATEDB CREATEROLE IN ROLE {} PASSWORD {}").format(
+        conn.execute(sql.SQL("CREATE ROLE {} {} CREATEDB CREATEROLE REPLICATION IN ROLE {} "
+                             "PASSWORD {}").format(
             sql.Identifier(name), sql.SQL("LOGIN" if login else "NOLOGIN"),
             sql.Identifier(SUPERUSER_GROUP), sql.Literal(verifier)))
     except psycopg.errors.DuplicateObject:
         raise Conflict(f"role {name!r} already exists") from None
+
+
+def grant_replication(conn: psycopg.Connection, names: list[str]) -> None:
+    """REPLICATION for roles made through the API before they got it at creation."""
+    for name in names:
+        conn.execute(sql.SQL("ALTER ROLE {} REPLICATION").format(sql.Identifier(name)))
 
 
 def set_password(conn: psycopg.Connection, name: str, verifier: str) -> None:

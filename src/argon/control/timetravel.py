@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from argon.compute import ComputeSpec
 from argon.compute.sockets import socket_dir_for
+from argon.compute.spec import ComputeMode
 from argon.control.context import ControlContext
 from argon.control.runtime import EndpointRuntime
 from argon.errors import InvalidInput, NotFound
@@ -133,13 +134,15 @@ class TimeTravel:
 
     def _spec(self, compute_id: str, timeline_id: str, pg_version: int,
               read_only: bool) -> ComputeSpec:
+        # read-only: the static mode of the one compute model (a promoted throwaway clone
+        # at the past point whose sessions start read-only); otherwise a primary
         home = self.ctx.settings.home
-        settings = {"default_transaction_read_only": "on"} if read_only else {}
         password = self.runtime.admin_passwords.for_project(self._project_of(timeline_id))
         return ComputeSpec(endpoint_id=compute_id, pgdata=self.ctx.storage.pgdata(timeline_id),
                            install=self.runtime.install_for(pg_version), port=0,
                            socket_dir=socket_dir_for(home, compute_id),
-                           log_path=home / "logs" / f"{compute_id}.log", pg_settings=settings,
+                           log_path=home / "logs" / f"{compute_id}.log",
+                           mode=ComputeMode.STATIC if read_only else ComputeMode.PRIMARY,
                            admin_password=password)
 
     def _project_of(self, timeline_id: str) -> str:

@@ -34,6 +34,10 @@ class ProxyBackend(Protocol):
     # whether the project's IP allow list lets the client at ``address`` reach the
     # endpoint (asked after routing, before authentication)
 
+    def known_route(self, endpoint_id: str, pooled: bool) -> ComputeAddress | None: ...
+    # where a compute known to be running listens, from memory only: no start, no lock,
+    # no metadata query, and not counted as activity (asked before authentication)
+
     def route_failed(self, endpoint_id: str) -> None: ...
     # the address ``wake`` gave could not be connected to (the compute died): forget it
 

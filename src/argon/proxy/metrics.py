@@ -16,6 +16,8 @@ class ProxyMetrics:
     bytes_to_clients: int = 0
     cancel_requests: int = 0
     wakes: int = 0
+    early_connections: int = 0   # compute logins that overlapped the client's own
+    spare_logins: int = 0        # pooled sessions that took a ready PgBouncer login
 
     def snapshot(self) -> dict[str, object]:
         return {"connections_total": self.connections_total,
@@ -23,4 +25,6 @@ class ProxyMetrics:
                 "websocket_connections_total": self.websocket_connections_total,
                 "errors": dict(self.errors), "bytes_from_clients": self.bytes_from_clients,
                 "bytes_to_clients": self.bytes_to_clients,
-                "cancel_requests": self.cancel_requests, "wakes": self.wakes}
+                "cancel_requests": self.cancel_requests, "wakes": self.wakes,
+                "early_connections": self.early_connections,
+                "spare_logins": self.spare_logins}

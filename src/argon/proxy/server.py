@@ -20,10 +20,12 @@ from argon.errors import Conflict, InvalidInput
 from argon.proxy import pq
 from argon.proxy.backend import ProxyBackend
 from argon.proxy.cancel import CancelMap
+from argon.proxy.early import EarlyConnections
 from argon.proxy.errors import ErrorKind, ProxyError
 from argon.proxy.metrics import ProxyMetrics
 from argon.proxy.relay import PgSide
 from argon.proxy.session import ClientChannel, ClientInfo, Session
+from argon.proxy.spares import SparePool
 from argon.proxy.tls import ALPN_POSTGRESQL, TlsConfig
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class ProxyServer:
         self.handshake_timeout = handshake_timeout
         self.metrics = ProxyMetrics()
         self.cancels = CancelMap()
+        self.early = EarlyConnections(backend)
+        self.spares = SparePool()
         self.plaintext_loopback = tls.allow_plaintext_loopback if tls else True
         self._ssl = tls.server_context() if tls else None
         # the default certificate's; a connection shown a minted leaf gets that one's
@@ -129,6 +133,7 @@ class ProxyServer:
             await self._close_listener(listener)
         self._main.clear()
         self._by_port.clear()
+        self.spares.close()
         if self._sessions:
             logger.info("waiting up to %.0fs for %d proxy sessions", drain_timeout,
                         len(self._sessions))

@@ -19,11 +19,15 @@ from argon.errors import EndpointDisabled, InvalidInput, NotFound
 from argon.pg.scram import ScramVerifier
 from argon.proxy import pq
 from argon.proxy.auth.scram import ScramServer, mechanisms
-from argon.proxy.auth.scram_client import ScramClient, ScramKeys, client_key_from_password
+from argon.proxy.auth.scram_client import ScramKeys, client_key_from_password
 from argon.proxy.backend import ComputeAddress
+from argon.proxy.compute_login import (MAX_COMPUTE_STARTUP_MESSAGE, answer_auth, finish_scram,
+                                      open_spare)
+from argon.proxy.early import EarlyAttempt, EarlyCompute
 from argon.proxy.errors import ErrorKind, ProxyError, auth_failed, protocol_error
 from argon.proxy.ip_check import check_client_address
 from argon.proxy.relay import Peer, PgSide
+from argon.proxy.spares import Spare, SpareKey, spare_key
 from argon.proxy.routing import (compute_startup, no_endpoint_error, route,
                                  split_password_form, split_pooler)
 from argon.proxy.workers import shared_workers
@@ -33,8 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Messages from the compute before ReadyForQuery (ParameterStatus, notices) are small.
-MAX_COMPUTE_STARTUP_MESSAGE = 1 << 20
 CONNECT_ATTEMPTS = 3
 
 
@@ -83,6 +85,7 @@ class Session:
         # the client's ClientKey once authenticated: the proxy logs into the compute
         # (or its PgBouncer) as the client's role with it, since they trust nobody
         self.scram_keys: ScramKeys | None = None
+        self.early: EarlyAttempt | None = None      # compute connection opened during auth
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -99,6 +102,8 @@ class Session:
         finally:
             timer.cancel()
             self.client.close()
+            if self.early is not None:
+                self.early.discard()
             if self.compute is not None:
                 self.compute.close()
                 metrics.bytes_to_clients += self.compute.bytes_in
@@ -169,16 +174,16 @@ class Session:
         r = route(params, sni=info.sni, domain=self.proxy.domain,
                   port_endpoint=info.port_endpoint, host_endpoint=info.host_endpoint)
         endpoint, pooled = r.endpoint_id, r.pooled
+        self.at = r.at
+        compute_params = compute_startup(r.params, pooled)
         if endpoint is None or info.websocket:
             endpoint, pooled = await self._cleartext_auth(user, endpoint, pooled)
         else:
-            await self._scram_auth(endpoint, user)
+            await self._scram_auth(endpoint, user, pooled, compute_params)
         self.endpoint = endpoint
-        self.at = r.at
         timer.cancel()
-        client.write(pq.auth(pq.AUTH_OK))
         try:
-            await self._connect_and_relay(endpoint, pooled, compute_startup(r.params, pooled))
+            await self._connect_and_relay(endpoint, pooled, compute_params)
         finally:
             if self.lease is not None:
                 await self.proxy.backend.release(self.lease)
@@ -203,9 +208,14 @@ class Session:
         except InvalidInput:
             return None   # e.g. an md5 secret: the role cannot log in through the proxy
 
-    async def _scram_auth(self, endpoint: str, user: str) -> None:
+    async def _scram_auth(self, endpoint: str, user: str, pooled: bool,
+                          compute_params: dict[str, str]) -> None:
         client = self.client
         verifier = await self._verifier(endpoint, user)
+        if verifier is not None and self.at is None:
+            # a known role of a running compute: connect there while the client proves
+            # its password (see argon.proxy.early); nothing starts for a stranger
+            self.early = self.proxy.early.start(endpoint, pooled, compute_params, verifier)
         cb = self.info.channel_binding if self.info.tls else None
         server = ScramServer(user, verifier, cb)
         client.write(pq.auth_sasl(mechanisms(cb)))
@@ -309,16 +319,36 @@ class Session:
     async def _connect_and_relay(self, endpoint: str, pooled: bool,
                                  params: dict[str, str]) -> None:
         client, proxy = self.client, self.proxy
-        compute, address = await self._connect(endpoint, pooled)
+        spare_at = self._spare_key(endpoint, pooled, params)
+        spare = await self._take_spare(endpoint, pooled, spare_at)
+        early = None if spare is not None else await self._take_early(endpoint, pooled)
+        pending: list[tuple[bytes, bytes]] = []    # messages already read from the compute
+        if spare is not None:
+            compute, address = spare.side, spare.address
+            # as Postgres orders them: ParameterStatus..., BackendKeyData, ReadyForQuery
+            pending = [*spare.reply[:-1], (b"K", spare.backend_key), spare.reply[-1]]
+        elif early is not None:
+            compute, address = early.side, early.address
+            proxy.metrics.early_connections += 1
+            if early.first is not None:
+                pending = [early.first]
+            else:
+                await finish_scram(compute, early.scram, self.scram_keys)
+        else:
+            compute, address = await self._connect(endpoint, pooled)
+            compute.write(pq.startup_message(params))
         self.compute = compute
-        compute.write(pq.startup_message(params))
-        out = bytearray()
+        # AuthenticationOk goes out with the compute's answer: one TLS record, not two
+        out = bytearray(pq.auth(pq.AUTH_OK))
         proxy_key: tuple[int, bytes] | None = None
         try:
             while True:
-                kind, body = await compute.read_message(MAX_COMPUTE_STARTUP_MESSAGE)
+                if pending:
+                    kind, body = pending.pop(0)
+                else:
+                    kind, body = await compute.read_message(MAX_COMPUTE_STARTUP_MESSAGE)
                 if kind == b"R":
-                    await self._compute_auth(compute, body)
+                    await answer_auth(compute, body, self.scram_keys)
                     continue
                 if kind == b"K":
                     proxy_key = proxy.cancels.register(address, pq.int32(body), body[4:])
@@ -332,6 +362,11 @@ class Session:
                 if kind == b"Z":
                     break
             client.write(bytes(out))
+            if spare_at is not None and self.scram_keys is not None:
+                # the next client of this role gets a ready login (argon.proxy.spares)
+                keys = self.scram_keys
+                proxy.spares.refill(spare_at, lambda: open_spare(address, params, keys),
+                                    count=1 if spare is not None else 2)
             proxy.backend.session_started(endpoint)
             try:
                 client.start_relay(compute.as_peer())
@@ -344,38 +379,40 @@ class Session:
             if proxy_key is not None:
                 proxy.cancels.unregister(*proxy_key)
 
-    async def _compute_auth(self, compute: PgSide, body: bytes) -> None:
-        """Answer the compute's (or PgBouncer's) authentication request as the client,
-        with SCRAM and the client's ClientKey; AuthenticationOk needs nothing."""
-        code = pq.int32(body)
-        if code == pq.AUTH_OK:
-            return
-        if code != pq.AUTH_SASL:
-            raise ProxyError(ErrorKind.COMPUTE, f"the compute asked for authentication "
-                             f"type {code}; only SCRAM is supported", sqlstate="08006")
-        if self.scram_keys is None:
-            raise ProxyError(ErrorKind.COMPUTE, "the compute asked for SCRAM but the client "
-                             "did not authenticate with a SCRAM password", sqlstate="08006")
-        scram = ScramClient(self.scram_keys)
-        offered = [m.decode() for m in body[4:].split(b"\0") if m]
-        compute.write(pq.message(b"p", scram.initial(offered)))
-        compute.write(pq.message(b"p", scram.continue_(
-            await self._compute_sasl(compute, pq.AUTH_SASL_CONTINUE))))
-        scram.final(await self._compute_sasl(compute, pq.AUTH_SASL_FINAL))
+    def _spare_key(self, endpoint: str, pooled: bool,
+                   params: dict[str, str]) -> SpareKey | None:
+        """Where this session's spare logins are kept: pooled doors of running computes."""
+        if not pooled or self.at is not None or self.scram_keys is None:
+            return None
+        address = self.proxy.backend.known_route(endpoint, pooled)
+        if address is None:
+            return None
+        return spare_key(address, params, self.scram_keys.verifier.stored_key)
 
-    @staticmethod
-    async def _compute_sasl(compute: PgSide, expected: int) -> bytes:
-        kind, body = await compute.read_message(MAX_COMPUTE_STARTUP_MESSAGE)
-        if kind == b"E":    # e.g. the proof was refused: Postgres' own words, to the log
-            fields = pq.parse_error_fields(body)
-            logger.warning("compute refused the proxy's SCRAM login: %s", fields.get("M"))
-            raise ProxyError(ErrorKind.COMPUTE, "could not authenticate to the compute",
-                             sqlstate=fields.get("C", "08006"))
-        if kind != b"R" or pq.int32(body) != expected:
-            raise ProxyError(ErrorKind.COMPUTE, "unexpected message from the compute during "
-                             "SCRAM authentication", sqlstate="08006")
-        return body[4:]
+    async def _take_spare(self, endpoint: str, pooled: bool,
+                          key: SpareKey | None) -> Spare | None:
+        spare = self.proxy.spares.take(key) if key is not None else None
+        if spare is None:
+            return None
+        if await self._wake(endpoint, pooled) != spare.address:   # counts as activity
+            spare.side.close()
+            return None
+        self.proxy.metrics.spare_logins += 1
+        return spare
 
+    async def _take_early(self, endpoint: str, pooled: bool) -> EarlyCompute | None:
+        """The early connection, if it is to where the compute is now."""
+        attempt, self.early = self.early, None
+        if attempt is None:
+            return None
+        early = await attempt.take()
+        if early is None:
+            return None
+        address = await self._wake(endpoint, pooled)    # counts as activity, from memory
+        if address != early.address or early.side.closed:
+            early.side.close()
+            return None
+        return early
 
 def client_host(peer: str) -> str:
     """The client's address without its port ("203.0.113.5:51234", "ws:203.0.113.5")."""

@@ -198,6 +198,9 @@ class TlsConfig:
                                f"{key_file}: {e}; give a PEM certificate and its key"
                                ) from None
         ctx.set_alpn_protocols([alpn])
+        # No TLS 1.3 session tickets: Postgres clients never resume a session, and
+        # each ticket is work and a record on every handshake.
+        ctx.num_tickets = 0
         return ctx
 
     def _sni_callback(self, alpn: str) -> Callable[[Any, str | None, Any], None]:

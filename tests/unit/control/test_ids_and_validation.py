@@ -15,7 +15,8 @@ def test_ids_have_neon_formats() -> None:
         assert ids.BRANCH_ID_RE.match(ids.branch_id())
         assert ids.ENDPOINT_ID_RE.match(ids.endpoint_id())
     assert ids.role_password().startswith("npg_")
-    assert len(ids.api_key_secret()) == 64
+    key = ids.api_key_secret()
+    assert key.startswith("napi_") and len(key) == 69   # Neon's format
 
 
 @pytest.mark.parametrize("value", [0, 86400, 2592000])

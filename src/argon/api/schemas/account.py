@@ -13,6 +13,10 @@ class ApiKeyCreateRequest(RequestModel):
     key_name: str = Field(min_length=1, max_length=256)
 
 
+class OrgApiKeyCreateRequest(ApiKeyCreateRequest):
+    project_id: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,60}$")
+
+
 class ApiKeyCreatorData(BaseModel):
     id: str
     name: str
@@ -101,3 +105,15 @@ class RegionResponse(BaseModel):
 
 class ActiveRegionsResponse(BaseModel):
     regions: list[RegionResponse]
+
+
+class OrgApiKeyCreateResponse(ApiKeyCreateResponse):
+    project_id: str | None = None
+
+
+class OrgApiKeysListResponseItem(ApiKeysListResponseItem):
+    project_id: str | None = None
+
+
+class OrgApiKeyRevokeResponse(ApiKeyRevokeResponse):
+    project_id: str | None = None

@@ -87,6 +87,9 @@ class Endpoint(BaseModel):
     proxy_host: str
     suspend_timeout_seconds: int
     provisioner: str
+    # Argon's: a running read replica's lag (WAL bytes not replayed, Postgres' replay_lag)
+    replication_lag_bytes: int | None = None
+    replication_lag_seconds: float | None = None
 
 
 class EndpointsResponse(BaseModel):

@@ -56,12 +56,17 @@ def _b64(data: bytes) -> str:
 @dataclass
 class ScramClient:
     """One exchange: ``initial(mechanisms)`` -> SASLInitialResponse body, then
-    ``continue_(server_first)`` -> SASLResponse body, then ``final(server_final)``."""
+    ``continue_(server_first)`` -> SASLResponse body, then ``final(server_final)``.
+    Without the keys yet, ``server_first(data, verifier)`` then ``proof(client_key)``
+    split the middle step, so the first round trip can happen before the client's
+    proof has arrived."""
 
-    keys: ScramKeys
+    keys: ScramKeys | None       # None until the client has proved its password
     nonce: str = field(default_factory=lambda: _b64(os.urandom(18)))
     _client_first_bare: str = ""
     _auth_message: bytes = b""
+    _without_proof: str = ""
+    _verifier: ScramVerifier | None = field(default=None, repr=False)
 
     def initial(self, offered: list[str]) -> bytes:
         if SCRAM not in offered:
@@ -73,6 +78,14 @@ class ScramClient:
         return SCRAM.encode() + b"\0" + struct.pack("!i", len(data)) + data
 
     def continue_(self, server_first: bytes) -> bytes:
+        """server-first -> client-final, with the keys given at construction."""
+        assert self.keys is not None
+        self.server_first(server_first, self.keys.verifier)
+        return self.proof(self.keys.client_key)
+
+    def server_first(self, server_first: bytes, verifier: ScramVerifier) -> None:
+        """Check the server's first message against the verifier Argon holds; the proof
+        can then be made as soon as the ClientKey is known (``proof``)."""
         try:
             text = server_first.decode("ascii")
             attrs = dict(a.split("=", 1) for a in text.split(","))
@@ -81,16 +94,19 @@ class ScramClient:
             raise _failed("malformed SCRAM server-first message") from None
         if not nonce.startswith(self.nonce) or len(nonce) <= len(self.nonce):
             raise _failed("SCRAM nonce mismatch")
-        verifier = self.keys.verifier
         if salt != verifier.salt or iterations != verifier.iterations:
             raise _failed("the role's password on the compute differs from the one Argon "
                           "knows; reset the role's password")
-        without_proof = f"c={_b64(GS2_HEADER.encode())},r={nonce}"
-        self._auth_message = f"{self._client_first_bare},{text},{without_proof}".encode()
-        stored_key = hashlib.sha256(self.keys.client_key).digest()
+        self._verifier = verifier
+        self._without_proof = f"c={_b64(GS2_HEADER.encode())},r={nonce}"
+        self._auth_message = f"{self._client_first_bare},{text},{self._without_proof}".encode()
+
+    def proof(self, client_key: bytes) -> bytes:
+        """The SASLResponse body (client-final) once the client's key is known."""
+        stored_key = hashlib.sha256(client_key).digest()
         signature = hmac.new(stored_key, self._auth_message, hashlib.sha256).digest()
-        proof = bytes(a ^ b for a, b in zip(self.keys.client_key, signature, strict=True))
-        return f"{without_proof},p={_b64(proof)}".encode()
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        return f"{self._without_proof},p={_b64(proof)}".encode()
 
     def final(self, server_final: bytes) -> None:
         """Check the server's signature: only the holder of the ServerKey can make it."""
@@ -106,7 +122,9 @@ class ScramClient:
             received = base64.b64decode(text[2:].split(",", 1)[0], validate=True)
         except ValueError:
             raise _failed("malformed SCRAM server signature") from None
-        expected = hmac.new(self.keys.verifier.server_key, self._auth_message,
+        if self._verifier is None:
+            raise _failed("SCRAM server-final before server-first")
+        expected = hmac.new(self._verifier.server_key, self._auth_message,
                             hashlib.sha256).digest()
         if not hmac.compare_digest(received, expected):
             raise _failed("the server's SCRAM signature is wrong")

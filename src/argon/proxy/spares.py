@@ -1,0 +1,115 @@
+"""Spare logins to an endpoint's PgBouncer, ready for the next pooled client.
+
+A pooled client costs the proxy a second login after its own: connect to PgBouncer,
+startup, two SCRAM round trips.  A PgBouncer client connection in transaction mode holds
+no server connection while idle, so after a pooled session logs in the proxy opens one
+more login with the same role, database and startup parameters (and the same key) and
+keeps it for the next client that authenticates as that role: that client's session
+starts as soon as its own SCRAM exchange ends.
+
+Only pooled doors get spares: a spare on a compute would be a Postgres backend that
+shows in ``pg_stat_activity``, counts against ``max_connections`` and was started
+before its client (role settings read then).  A spare is keyed by the PgBouncer address,
+the startup parameters and the role's StoredKey (a changed password never reuses an old
+login), lives ``SPARE_TTL`` seconds, and is dropped if PgBouncer closes or writes to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from argon.proxy.backend import ComputeAddress
+from argon.proxy.relay import PgSide
+
+logger = logging.getLogger(__name__)
+
+SPARE_TTL = 10.0
+SPARES_PER_KEY = 8
+SPARES_TOTAL = 256
+
+SpareKey = tuple[str, tuple[tuple[str, str], ...], bytes]
+
+
+def spare_key(address: ComputeAddress, params: dict[str, str], stored_key: bytes) -> SpareKey:
+    return (address.path, tuple(sorted(params.items())), stored_key)
+
+
+@dataclass
+class Spare:
+    side: PgSide
+    address: ComputeAddress
+    reply: list[tuple[bytes, bytes]]       # PgBouncer's messages after AuthenticationOk
+    backend_key: bytes                     # its BackendKeyData body (pid, secret)
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def usable(self) -> bool:
+        return not self.side.closed and not self.side.buf
+
+
+class SparePool:
+    def __init__(self) -> None:
+        self._spares: dict[SpareKey, list[Spare]] = {}
+        self._opening: dict[SpareKey, int] = {}
+        self._total = 0
+
+    def take(self, key: SpareKey) -> Spare | None:
+        spares = self._spares.get(key)
+        while spares:
+            spare = spares.pop()
+            self._forget(spare)
+            if spare.usable():
+                return spare
+            spare.side.close()
+        return None
+
+    def refill(self, key: SpareKey, login: Callable[[], Awaitable[Spare | None]],
+               count: int = 1) -> None:
+        """Open up to ``count`` more spares for ``key`` in the background."""
+        have = len(self._spares.get(key, ())) + self._opening.get(key, 0)
+        for _ in range(min(count, SPARES_PER_KEY - have, SPARES_TOTAL - self._total)):
+            self._opening[key] = self._opening.get(key, 0) + 1
+            self._total += 1
+            task = asyncio.ensure_future(login())
+            task.add_done_callback(lambda t, key=key: self._opened(key, t))
+
+    def _opened(self, key: SpareKey, task: asyncio.Future[Spare | None]) -> None:
+        self._opening[key] -= 1
+        if not self._opening[key]:
+            del self._opening[key]
+        self._total -= 1
+        spare = None if task.cancelled() or task.exception() else task.result()
+        if spare is None:
+            return
+        self._total += 1
+        self._spares.setdefault(key, []).append(spare)
+        spare.timer = asyncio.get_running_loop().call_later(
+            SPARE_TTL, self._expire, key, spare)
+
+    def _expire(self, key: SpareKey, spare: Spare) -> None:
+        spares = self._spares.get(key)
+        if spares and spare in spares:
+            spares.remove(spare)
+            self._forget(spare)
+            spare.side.close()
+
+    def _forget(self, spare: Spare) -> None:
+        self._total -= 1
+        if spare.timer is not None:
+            spare.timer.cancel()
+        for key in [k for k, v in self._spares.items() if not v]:
+            del self._spares[key]
+
+    def close(self) -> None:
+        for spares in self._spares.values():
+            for spare in spares:
+                if spare.timer is not None:
+                    spare.timer.cancel()
+                spare.side.close()
+        self._spares.clear()
+        self._total = 0
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._spares.values())

@@ -1,0 +1,181 @@
+"""The connection path's shortcuts (issue 8, connections per second), on a real Argon:
+
+- the compute login begins while the client authenticates (``argon.proxy.early``): a
+  client that fails or stalls its authentication leaves no compute backend behind, and
+  at most ``EARLY_PER_ENDPOINT`` such backends wait per endpoint whatever the number of
+  stalled clients, while clients with the password keep connecting;
+- pooled sessions start on a ready PgBouncer login (``argon.proxy.spares``) and behave
+  as fresh ones: the right role, server parameters, a cancel that reaches their query,
+  the compute still suspends when idle, and a changed password refuses the old one.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+
+from argon.proxy import pq
+from argon.proxy.early import EARLY_PER_ENDPOINT
+from tests.fixtures.argon_env import ArgonEnv, running_env
+from tests.fixtures.faults import postmaster_pid, timeline_of
+from tests.integration.proxy.pooled_project import PooledProject, create_pooled_project
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[ArgonEnv]:
+    with running_env("login-shortcuts") as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def project(env: ArgonEnv) -> PooledProject:
+    return create_pooled_project(env, "shortcuts")
+
+
+def _metric(env: ArgonEnv, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{env.api_port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not on /metrics")
+
+
+def _with_password(uri: str, password: str) -> str:
+    parts = urlsplit(uri)
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':')[0]}:{quote(password)}@{host}"))
+
+
+def _backends_in_authentication(env: ArgonEnv, project: PooledProject) -> int:
+    """Backends of the project's compute still authenticating (their process title)."""
+    branch = env.api("GET", f"/projects/{project.id}/endpoints/{project.endpoint}").json()[
+        "endpoint"]["branch_id"]
+    pid = postmaster_pid(env.home, timeline_of(env.home, branch))
+    assert pid is not None, "the compute is not running"
+    out = subprocess.run(["ps", "--ppid", str(pid), "-o", "args="], capture_output=True,
+                         text=True, check=True).stdout
+    return sum("authentication" in line for line in out.splitlines())
+
+
+def _wait_for(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _stalled_client(uri: str) -> ssl.SSLSocket:
+    """TLS and a startup packet for the project's role, then silence: the proxy has sent
+    its SCRAM request and waits for a proof that never comes."""
+    u = urlsplit(uri)
+    assert u.hostname and u.port and u.username
+    raw = socket.create_connection((u.hostname, u.port), timeout=10)
+    raw.sendall(struct.pack("!ii", 8, pq.SSL_REQUEST_CODE))
+    assert raw.recv(1) == b"S"
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    sock = ctx.wrap_socket(raw)
+    sock.sendall(pq.startup_message({"user": u.username, "database": u.path.lstrip("/")}))
+    head = sock.recv(5)
+    assert head[:1] == b"R", head     # AuthenticationSASL from the proxy
+    return sock
+
+
+def test_failed_logins_leave_no_compute_backend(env: ArgonEnv, project: PooledProject) -> None:
+    with psycopg.connect(project.direct) as conn:     # the compute runs
+        conn.execute("SELECT 1")
+    early_before = _metric(env, "argon_proxy_early_connections_total")
+    for _ in range(10):
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(_with_password(project.direct, "not-the-password"), connect_timeout=10)
+    assert _wait_for(lambda: _backends_in_authentication(env, project) == 0)
+    # the early connections were opened and thrown away, never used for a session
+    assert _metric(env, "argon_proxy_early_connections_total") == early_before
+    with psycopg.connect(project.direct) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (project.role,)
+    assert _metric(env, "argon_proxy_early_connections_total") == early_before + 1
+
+
+def test_stalled_clients_hold_a_bounded_number_of_compute_logins(
+        env: ArgonEnv, project: PooledProject) -> None:
+    with psycopg.connect(project.direct) as conn:
+        conn.execute("SELECT 1")
+    stalled = [_stalled_client(project.direct) for _ in range(EARLY_PER_ENDPOINT + 6)]
+    try:
+        assert _wait_for(lambda: _backends_in_authentication(env, project) == EARLY_PER_ENDPOINT)
+        time.sleep(0.5)
+        assert _backends_in_authentication(env, project) == EARLY_PER_ENDPOINT
+        # a client with the password is not held up by them
+        with psycopg.connect(project.direct, connect_timeout=10) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert _wait_for(lambda: _backends_in_authentication(env, project) == 0)
+
+
+def test_pooled_sessions_on_ready_logins_behave_as_fresh_ones(
+        env: ArgonEnv, project: PooledProject) -> None:
+    spares_before = _metric(env, "argon_proxy_spare_logins_total")
+    versions = set()
+    for i in range(6):
+        with psycopg.connect(project.pooled, application_name="shortcut-test") as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (project.role,)
+            versions.add(conn.info.parameter_status("server_version"))
+            if i == 4:   # a cancel reaches the query of a session that began on a spare
+                t0 = time.monotonic()
+                threading.Timer(0.5, conn.cancel_safe).start()
+                with pytest.raises(psycopg.errors.QueryCanceled):
+                    conn.execute("SELECT pg_sleep(20)")
+                assert time.monotonic() - t0 < 10
+        time.sleep(0.2)   # the spare for the next session is opened in the background
+    assert len(versions) == 1 and None not in versions
+    assert _metric(env, "argon_proxy_spare_logins_total") >= spares_before + 4
+
+
+def test_ready_logins_do_not_keep_the_compute_awake(env: ArgonEnv,
+                                                    project: PooledProject) -> None:
+    r = env.api("PATCH", f"/projects/{project.id}/endpoints/{project.endpoint}",
+                json={"endpoint": {"suspend_timeout_seconds": 1}})
+    assert r.status_code == 200, r.text
+    for _ in range(3):
+        with psycopg.connect(project.pooled) as conn:
+            conn.execute("SELECT 1")
+    assert _wait_for(lambda: env.api("GET", f"/projects/{project.id}/endpoints/"
+                                     f"{project.endpoint}").json()["endpoint"]
+                     ["current_state"] == "idle", timeout=60)
+    with psycopg.connect(project.pooled) as conn:    # and it wakes as before
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_changed_password_never_reuses_a_ready_login(env: ArgonEnv,
+                                                       project: PooledProject) -> None:
+    with psycopg.connect(project.pooled) as conn:    # leaves spares for the old password
+        conn.execute("SELECT 1")
+    time.sleep(0.3)
+    r = env.api("POST", f"/projects/{project.id}/branches/"
+                f"{_branch(env, project)}/roles/{project.role}/reset_password")
+    assert r.status_code == 200, r.text
+    new_password = r.json()["role"]["password"]
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(project.pooled, connect_timeout=10)
+    new_uri = _with_password(project.pooled, new_password)
+    with psycopg.connect(new_uri) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (project.role,)
+
+
+def _branch(env: ArgonEnv, project: PooledProject) -> str:
+    return str(env.api("GET", f"/projects/{project.id}/endpoints/{project.endpoint}").json()[
+        "endpoint"]["branch_id"])
