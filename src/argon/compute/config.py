@@ -112,6 +112,10 @@ def enforced_settings(spec: ComputeSpec) -> dict[str, str]:
         "wal_level": "replica",                    # archive and backup API need it
         "hot_standby": "on",
         "huge_pages": "off",                       # predictable memory, no fallback probe
+        # a start after a crash or from a clone flushes the data directory first: one
+        # syncfs per filesystem instead of an fsync per file (same guarantee on Linux
+        # 5.8+, which reports syncfs errors; ~100 ms less per branch start)
+        "recovery_init_sync_method": "syncfs",
     }
     out.update(pgext.preload_settings(spec.install))  # pg_stat_statements, argon.so
     out.update(_version_settings(spec.install.version))
