@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, update
 
-from argon.control import ids, ip_allow, regions, sqlexec, validation
+from argon.control import ids, ip_allow, regions, validation
 from argon.control.context import ControlContext
 from argon.control.hosts import connection_uri
 from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
                                   EndpointSettings, EndpointState, Mutation, Operation,
                                   OperationAction, Page, Project, Role)
 from argon.control.operations import OperationLog
+from argon.control import project_template
 from argon.control.project_template import ProjectTemplates
 from argon.control.requests import ProjectCreate, ProjectUpdate
 from argon.control.rows import (branch_from_row, database_from_row, endpoint_from_row,
@@ -138,7 +139,7 @@ class ProjectService:
             self.ctx.storage.init_timeline(
                 timeline, lambda p: self._templates().fill(runnable, p))
             with self.runtime.connect(endpoint_id) as pg:
-                sqlexec.bootstrap(pg, install.version, role_name, verifier, db_name)
+                project_template.bootstrap(pg, install.version, role_name, verifier, db_name)
         except Exception as exc:
             self.oplog.fail(op_tl, str(exc))
             self._destroy(project_id)

@@ -96,6 +96,25 @@ def test_cloud_admin_and_owner_passwords_are_per_project(
         psycopg.connect(**{**b_uri, "password": a_pw["password"]}, connect_timeout=30)
 
 
+def test_a_named_database_is_the_templates_renamed_and_owned_by_the_owner(
+        argon_env: ArgonEnv) -> None:
+    created = new_project(argon_env, "fast-named", branch={"database_name": "appdb",
+                                                          "role_name": "app"})
+    with psycopg.connect(created["connection_uris"][0]["connection_uri"],
+                         autocommit=True) as conn:
+        assert conn.execute("SELECT current_user, current_database(), "
+                            "pg_get_userbyid(datdba) FROM pg_database "
+                            "WHERE datname = current_database()").fetchone() == (
+            "app", "appdb", "app")
+        conn.execute("CREATE TABLE mine (n int)")   # public belongs to the database owner
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+    assert names == {"appdb", "postgres", "template0", "template1"}
+    r = argon_env.api("POST", "/projects", json={"project": {
+        "name": "fast-dup", "branch": {"database_name": "postgres"}}})
+    assert r.status_code == 409, r.text
+    assert "already exists" in r.json()["message"]
+
+
 def test_history_from_the_template_point_restores(
         argon_env: ArgonEnv, two_projects: tuple[dict[str, Any], dict[str, Any]]) -> None:
     """A branch at an LSN replays from the project's first snapshot: the template's WAL
