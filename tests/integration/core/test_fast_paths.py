@@ -63,8 +63,8 @@ def two_projects(argon_env: ArgonEnv) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def test_projects_are_cloned_from_one_template_with_their_own_identity(
         argon_env: ArgonEnv, two_projects: tuple[dict[str, Any], dict[str, Any]]) -> None:
-    templates = sorted(p for p in (argon_env.home / "templates").iterdir()
-                       if not p.name.startswith("."))
+    major = two_projects[0]["project"]["pg_version"]
+    templates = sorted((argon_env.home / "templates").glob(f"pg{major}.*"))
     assert len(templates) == 1, templates    # one per Postgres build, reused
     template_id = read_control_file(templates[0]).system_identifier
     ids = []
