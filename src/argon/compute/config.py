@@ -205,5 +205,16 @@ def write_config(spec: ComputeSpec, owner: OsUser, *, bootstrap: bool = False) -
     base = spec.pgdata / BASE_CONF
     if conf.exists() and not base.exists() and not conf.read_text().startswith(HEADER):
         os.rename(conf, base)
-    atomic_write(conf, text, owner)
-    atomic_write(spec.pgdata / "pg_hba.conf", render_hba(bootstrap=bootstrap), owner)
+    _write_if_changed(conf, text, owner)
+    _write_if_changed(spec.pgdata / "pg_hba.conf", render_hba(bootstrap=bootstrap), owner)
+
+
+def _write_if_changed(path: Path, text: str, owner: OsUser) -> None:
+    # a wake renders the same files again: skip their two fsyncs (what is there was
+    # written, fsynced and renamed by atomic_write at an earlier start)
+    try:
+        if path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write(path, text, owner)
