@@ -95,6 +95,8 @@ class ProjectTemplates:
                 return final
             self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
             self.root.chmod(0o711)   # the Postgres account runs initdb in here
+            for stale in self.root.glob(f".build-{final.name}-*"):
+                shutil.rmtree(stale, ignore_errors=True)   # a build cut short by a crash
             tmp = self.root / f".build-{final.name}-{os.getpid()}-{secrets.token_hex(4)}"
             try:
                 initdb(install, tmp, self.owner)   # fsyncs everything it wrote

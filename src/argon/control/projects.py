@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, update
 
-from argon.control import ids, ip_allow, regions, validation
+from argon.control import ids, ip_allow, project_template, regions, validation
 from argon.control.context import ControlContext
 from argon.control.hosts import connection_uri
 from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
                                   EndpointSettings, EndpointState, Mutation, Operation,
                                   OperationAction, Page, Project, Role)
 from argon.control.operations import OperationLog
-from argon.control import project_template
 from argon.control.project_template import ProjectTemplates
 from argon.control.requests import ProjectCreate, ProjectUpdate
 from argon.control.rows import (branch_from_row, database_from_row, endpoint_from_row,
