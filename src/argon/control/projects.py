@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select, update
 
-from argon.compute import initdb
-from argon.control import (ids, ip_allow, key_scope, logical_replication, regions, sqlexec,
-                           validation)
+from argon.control import (ids, ip_allow, key_scope, logical_replication, project_template,
+                           regions, validation)
 from argon.control.context import ControlContext
 from argon.control.hosts import connection_uri
 from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
                                   EndpointSettings, EndpointState, Mutation, Operation,
                                   OperationAction, Page, Project, Role)
 from argon.control.operations import OperationLog
+from argon.control.project_template import ProjectTemplates
 from argon.control.requests import ProjectCreate, ProjectUpdate
 from argon.control.rows import (branch_from_row, database_from_row, endpoint_from_row,
                                 project_from_row, role_from_row)
@@ -49,6 +49,7 @@ class ProjectService:
         self.ctx = ctx
         self.oplog = oplog
         self.runtime = runtime
+        self._project_templates: ProjectTemplates | None = None
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -137,13 +138,13 @@ class ProjectService:
             op_tl = self.oplog.begin(conn, project_id, OperationAction.CREATE_TIMELINE,
                                      branch_id=branch_id)
         try:
-            owner = self.ctx.owner
             runnable = self.runtime.install_for(install.version)
-            admin_password = self.runtime.admin_passwords.for_project(project_id)
+            # a clone of the version's initdb'd template, with its own identity; the
+            # first start sets the project's cloud_admin password (project_template.py)
             self.ctx.storage.init_timeline(
-                timeline, lambda p: initdb(runnable, p, owner, admin_password))
+                timeline, lambda p: self._templates().fill(runnable, p))
             with self.runtime.connect(endpoint_id) as pg:
-                sqlexec.bootstrap(pg, install.version, role_name, verifier, db_name)
+                project_template.bootstrap(pg, install.version, role_name, verifier, db_name)
         except Exception as exc:
             self.oplog.fail(op_tl, str(exc))
             self._destroy(project_id)
@@ -166,6 +167,13 @@ class ProjectService:
         start_ops = self._ops_for(project_id, endpoint_id)
         logger.info("created project %s (%s) with branch %s", project_id, name, branch_id)
         return self._created(project_id, branch_id, password, [op_tl, *start_ops])
+
+    def _templates(self) -> ProjectTemplates:
+        if self._project_templates is None:
+            storage = self.ctx.storage
+            self._project_templates = ProjectTemplates(storage.root.parent / "templates",
+                                                       storage.driver, self.ctx.owner)
+        return self._project_templates
 
     def _ops_for(self, project_id: str, endpoint_id: str) -> list[str]:
         with self.ctx.tx() as conn:

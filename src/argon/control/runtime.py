@@ -23,6 +23,7 @@ from argon.control.admin_password import AdminPasswords
 from argon.control import compute_runs, sql_roles
 from argon.control.context import ControlContext
 from argon.control.logical_replication import logical_replication_enabled
+from argon.control.fast_wake import InParallel
 from argon.control.models import EndpointState, OperationAction
 from argon.control.operations import OperationLog
 from argon.control.replicas import Replicas
@@ -145,26 +146,28 @@ class EndpointRuntime:
                 if self.ctx.computes.pid(spec) is None:
                     if before_start is not None:
                         before_start()
-                    spec = self._start_unavailable(endpoint_id, spec)
+                    spec = self._start_unavailable(endpoint_id, spec, pooled=pooled)
                 if activity:
                     self.touch(endpoint_id)
         if not pooled:
             return RunningCompute(endpoint_id, str(spec.socket_dir), spec.port)
         return self._ensure_pooler(spec)
 
-    def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec) -> ComputeSpec:
+    def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec, *,
+                           pooled: bool = False) -> ComputeSpec:
         # The same socket answers "the database system is starting up" until the start
         # returns: cached routes are dropped and connections wait for the lock meanwhile.
         with self._activity_lock:
             self._unavailable.add(endpoint_id)
         self.ctx.events.compute_changed(endpoint_id)
         try:
-            return self._start(endpoint_id, spec)
+            return self._start(endpoint_id, spec, pooled=pooled)
         finally:
             with self._activity_lock:
                 self._unavailable.discard(endpoint_id)
 
-    def _start(self, endpoint_id: str, spec: ComputeSpec) -> ComputeSpec:
+    def _start(self, endpoint_id: str, spec: ComputeSpec, *, pooled: bool = False
+               ) -> ComputeSpec:
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.endpoints).where(t.endpoints.c.id == endpoint_id)).one()
             if row.disabled:
@@ -177,6 +180,9 @@ class EndpointRuntime:
         # remembered the address) finds the compute again after a restart or a crash.
         port = spec.port if spec.port and port_is_free(spec.port) else free_port()
         spec = replace(spec, port=port)
+        # a pooled wake starts PgBouncer beside Postgres, not after it (fast_wake.py)
+        pooler = InParallel(f"pooler {endpoint_id}", lambda: self._ensure_pooler(spec),
+                            enabled=pooled and self.ctx.poolers is not None)
         try:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             if spec.mode is ComputeMode.REPLICA:
@@ -195,6 +201,8 @@ class EndpointRuntime:
             logger.warning("compute %s failed to start: %s", endpoint_id, exc)
             self.oplog.fail(op, str(exc))
             raise ArgonError(f"compute {endpoint_id} failed to start: {exc}") from exc
+        finally:
+            pooler.wait()
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
             conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(

@@ -19,6 +19,13 @@ SYSTEM_ROLES = frozenset({"cloud_admin", SUPERUSER_GROUP})
 def bootstrap(conn: psycopg.Connection, pg_major: int, owner: str, verifier: str,
               database: str) -> None:
     """Neon's layout: a neon_superuser group, the owner role in it, the default database."""
+    bootstrap_roles(conn, pg_major, owner, verifier)
+    create_database(conn, database, owner)
+
+
+def bootstrap_roles(conn: psycopg.Connection, pg_major: int, owner: str,
+                    verifier: str) -> None:
+    """The neon_superuser group and the owner role in it."""
     grants = ["pg_read_all_data", "pg_write_all_data", "pg_monitor", "pg_signal_backend",
               "pg_checkpoint"]  # pg_checkpoint exists from 15, our oldest supported major
     if pg_major >= 16:
@@ -27,7 +34,6 @@ def bootstrap(conn: psycopg.Connection, pg_major: int, owner: str, verifier: str
         "CREATE ROLE {} NOLOGIN CREATEDB CREATEROLE REPLICATION BYPASSRLS IN ROLE {}").format(
         sql.Identifier(SUPERUSER_GROUP), sql.SQL(", ").join(map(sql.Identifier, grants))))
     create_role(conn, owner, verifier)
-    create_database(conn, database, owner)
 
 
 def create_role(conn: psycopg.Connection, name: str, verifier: str | None,

@@ -106,6 +106,11 @@ def write_storage_conf(pgdata: Path, conf: StorageConf, owner: OsUser) -> None:
     path = pgdata / CONF_NAME
     tmp = pgdata / (CONF_NAME + ".tmp")
     data = render_storage_conf(conf).encode()
+    try:
+        if path.read_bytes() == data:
+            return   # every start rewrites it: no fsync when nothing changed (a wake)
+    except OSError:
+        pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)

@@ -32,6 +32,9 @@ class CloneDriver(Protocol):
 
     def clone_file(self, src: Path, dst: Path) -> None: ...
 
+# Both drivers below also have ``clone_fds(sfd, dfd, src)``: fill the open, empty ``dfd``
+# from ``sfd`` (``src`` names it in messages); the tree walk uses it when present.
+
 
 def _open_pair(src: Path, dst: Path) -> tuple[int, int]:
     sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
@@ -70,10 +73,13 @@ class CopyDriver:
     def clone_file(self, src: Path, dst: Path) -> None:
         sfd, dfd = _open_pair(src, dst)
         try:
-            _copy_fds(sfd, dfd)
+            self.clone_fds(sfd, dfd, str(src))
         finally:
             os.close(sfd)
             os.close(dfd)
+
+    def clone_fds(self, sfd: int, dfd: int, src: str) -> None:
+        _copy_fds(sfd, dfd)
 
 
 class ReflinkDriver:
@@ -84,17 +90,20 @@ class ReflinkDriver:
     def clone_file(self, src: Path, dst: Path) -> None:
         sfd, dfd = _open_pair(src, dst)
         try:
-            try:
-                fcntl.ioctl(dfd, FICLONE, sfd)
-            except OSError as e:
-                if e.errno not in _NO_REFLINK:
-                    raise
-                # e.g. a file on another filesystem inside the tree: still produce a copy.
-                logger.warning("reflink of %s failed (%s); copying it instead", src, e)
-                _copy_fds(sfd, dfd)
+            self.clone_fds(sfd, dfd, str(src))
         finally:
             os.close(sfd)
             os.close(dfd)
+
+    def clone_fds(self, sfd: int, dfd: int, src: str) -> None:
+        try:
+            fcntl.ioctl(dfd, FICLONE, sfd)
+        except OSError as e:
+            if e.errno not in _NO_REFLINK:
+                raise
+            # e.g. a file on another filesystem inside the tree: still produce a copy.
+            logger.warning("reflink of %s failed (%s); copying it instead", src, e)
+            _copy_fds(sfd, dfd)
 
 
 def reflink_supported(path: Path) -> bool:
