@@ -675,7 +675,8 @@ def local_door(
     git_dir: Annotated[Path | None, typer.Option("--git-dir", help="Repository (or its .git/HEAD) whose "
                                                  "branch picks the database branch (default: ./.git).")] = None,
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the door keeps its state.")] = Path(".neon_local"),
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (localhost: "
+                                      "127.0.0.1 and ::1).")] = "localhost",
     port: Annotated[int | None, typer.Option("--port", help="Port (default: 5432 when free).")] = None,
     sql_url: Annotated[str | None, typer.Option("--sql-url", envvar="ARGON_SQL_URL",
                                                 help="Argon's POST /sql URL (default: the "

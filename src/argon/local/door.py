@@ -45,13 +45,31 @@ class DoorOptions:
     ca_file: Path | None       # Argon's CA, to check the proxy's certificate
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def listen_addresses(host: str) -> list[str]:
+    """``localhost`` is both loopback addresses: clients that resolve it to ::1 first
+    (asyncpg, Node) must reach the door, not whatever else holds ::1:<port>."""
+    if host != "localhost":
+        return [host]
+    addresses = ["127.0.0.1"]
+    if socket.has_ipv6:
         try:
-            s.bind((host, port))
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+            addresses.append("::1")
         except OSError:
-            return False
+            pass   # no IPv6 loopback on this host
+    return addresses
+
+
+def port_is_free(host: str, port: int) -> bool:
+    for address in listen_addresses(host):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((address, port))
+            except OSError:
+                return False
     return True
 
 
@@ -148,7 +166,7 @@ async def run_door(selector: BranchSelector, options: DoorOptions,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     door = Door(selector, options, tls)
-    server = await asyncio.start_server(door.handle, options.host, options.port,
+    server = await asyncio.start_server(door.handle, listen_addresses(options.host), options.port,
                                         start_serving=False, reuse_address=True)
     try:
         start = asyncio.create_task(selector.start())
