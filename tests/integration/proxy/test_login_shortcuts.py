@@ -57,14 +57,17 @@ def _with_password(uri: str, password: str) -> str:
 
 
 def _backends_in_authentication(env: ArgonEnv, project: PooledProject) -> int:
-    """Backends of the project's compute still authenticating (their process title)."""
+    """Backends of the project's compute still authenticating as the project's role
+    (their process title: "postgres: <role> <db> [local] authentication"); Argon's own
+    cloud_admin logins are left out."""
     branch = env.api("GET", f"/projects/{project.id}/endpoints/{project.endpoint}").json()[
         "endpoint"]["branch_id"]
     pid = postmaster_pid(env.home, timeline_of(env.home, branch))
     assert pid is not None, "the compute is not running"
     out = subprocess.run(["ps", "--ppid", str(pid), "-o", "args="], capture_output=True,
                          text=True, check=True).stdout
-    return sum("authentication" in line for line in out.splitlines())
+    return sum("authentication" in line and f" {project.role} " in line
+               for line in out.splitlines())
 
 
 def _wait_for(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
