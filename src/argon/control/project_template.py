@@ -25,8 +25,6 @@ manifest says READY, and an interrupted clone leaves a timeline storage discards
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import logging
 import os
@@ -49,6 +47,7 @@ from argon.pg import Lsn, OsUser, PgInstall
 from argon.storage.drivers import CloneDriver
 from argon.storage.tree import CloneRules, clone_tree
 from argon.storage.wal import is_segment_name, read_control_file, segments_between
+from argon.storage.durability import fsync_dir, syncfs
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +101,9 @@ class ProjectTemplates:
                 initdb(install, tmp, self.owner)   # fsyncs everything it wrote
                 _create_database(install, tmp, self.owner)
                 _drop_spare_wal(tmp)
-                _syncfs(tmp)
+                syncfs(tmp)
                 os.rename(tmp, final)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -129,7 +128,7 @@ class ProjectTemplates:
                 os.chmod(dst, 0o600)
                 self.owner.chown(dst)
         sysid = new_identity(pgdata, install.version)
-        _syncfs(pgdata)
+        syncfs(pgdata)
         logger.info("cloned project data directory %s from %s (system identifier %d)",
                     pgdata, template.name, sysid)
 
@@ -269,25 +268,3 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def _syncfs(path: Path) -> None:
-    """One flush of the filesystem instead of an fsync per cloned file."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc().syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs({path}) failed: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

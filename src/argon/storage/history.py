@@ -37,6 +37,7 @@ from argon.storage.snapshots import (
 )
 from argon.storage.tree import CloneRules, clone_tree
 from argon.storage.wal import is_history_name, is_segment_name, read_control_file, segment_number
+from argon.storage.durability import syncfs
 
 if TYPE_CHECKING:
     from argon.storage.timelines import Storage
@@ -263,8 +264,7 @@ class HistoryMixin:
             write_storage_conf(pgdata, self._conf(child_id, target), self.owner)
             (pgdata / "recovery.signal").touch(mode=0o600)
             self.owner.chown(pgdata / "recovery.signal")
-            from argon.storage.timelines import _syncfs
-            _syncfs(tdir)
+            syncfs(tdir)
             manifest = self.manifest(child_id)
             write_manifest(tdir, TimelineManifest(
                 id=child_id, parent_id=parent_id, branch_point=bp,

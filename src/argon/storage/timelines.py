@@ -12,9 +12,6 @@ own, so that storage can later move WAL and snapshots to object storage.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import logging
 import os
 import re
@@ -54,6 +51,7 @@ from argon.storage.manifest import (
 from argon.storage.repair import TRASH_PREFIX, plan_repair
 from argon.storage.snapshots import Snapshot, clean_staging
 from argon.storage.wal import read_control_file
+from argon.storage.durability import syncfs
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +144,7 @@ class Storage(HistoryMixin):
             write_storage_conf(pgdata, conf, self.owner)
             (pgdata / "recovery.signal").touch(mode=0o600)
             self.owner.chown(pgdata / "recovery.signal")
-            _syncfs(tdir)
+            syncfs(tdir)
             manifest = self.manifest(child_id)
             write_manifest(tdir, TimelineManifest(
                 id=child_id, parent_id=parent_id, branch_point=point,
@@ -328,18 +326,3 @@ class Storage(HistoryMixin):
             return
         shutil.rmtree(trash, ignore_errors=True)
 
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def _syncfs(path: Path) -> None:
-    """Flush the filesystem holding ``path`` (one call instead of an fsync per file)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc().syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs({path}) failed: {os.strerror(err)}")
-    finally:
-        os.close(fd)
