@@ -290,9 +290,17 @@ def test_a_compute_that_died_with_argon_is_not_counted_while_both_were_down(
             "granularity": "hourly", "project_ids": pid})
         return _totals(got)
 
-    # Wait for a sample of the running compute (its bootstrap wrote WAL).
+    # Wait for a sample of the running compute (its bootstrap wrote WAL), then write
+    # again after a second and wait for the next sample: the run's last sign of life is
+    # then at least a second after its start, so it counts for at least one second.
     deadline = time.monotonic() + 60
-    while totals()["written_data_bytes"] == 0:
+    while (written := totals()["written_data_bytes"]) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    time.sleep(1.5)
+    with env.connect(r.json()["connection_uris"][0]["connection_uri"]) as conn:
+        conn.execute("create table later_write as select 1 as x")
+    while totals()["written_data_bytes"] == written:
         assert time.monotonic() < deadline
         time.sleep(1)
     env.kill9()                                   # Argon and its compute die together
