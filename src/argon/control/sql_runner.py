@@ -74,6 +74,9 @@ class SqlRequest:
     max_rows: int = DEFAULT_MAX_ROWS
     max_bytes: int = DEFAULT_MAX_BYTES
     timeout_ms: int = DEFAULT_TIMEOUT_MS
+    # the session's transactions are READ ONLY (MCP's read-only mode, as Neon's): a
+    # statement that turns it off again can still write, so a guard, not a wall
+    read_only: bool = False
 
 
 @dataclass
@@ -315,6 +318,8 @@ class SqlRunner:
                     raise Conflict(f"a query with id {query_id!r} is already running")
                 self._running[query_id] = (req.project_id, conn)
             try:
+                if req.read_only:
+                    conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
                 out = self.execute(conn, text, limits)
                 name_types(conn, out.results)
             finally:

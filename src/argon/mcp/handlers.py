@@ -16,7 +16,7 @@ from typing import Any
 from argon.api import mapping as mp
 from argon.control.requests import BranchCreate, EndpointCreate, ProjectCreate
 from argon.control.safe_migrations import MigrationFailed, SafeMigrations
-from argon.control.sql_runner import Limits, SqlOutcome, SqlRequest, StatementResult
+from argon.control.sql_runner import SqlOutcome, SqlRequest, StatementResult
 from argon.errors import ArgonError, InvalidInput
 
 MAX_ROWS = 500                 # rows an agent gets back from one call
@@ -72,35 +72,9 @@ class Handlers:
 
     def _run(self, project_id: str, branch_id: str, db: str, sql: str, *,
              role: str | None = None, explain: str | None = None) -> SqlOutcome:
-        req = SqlRequest(project_id, branch_id, db, sql, role=role, explain=explain,
-                         max_rows=MAX_ROWS, max_bytes=MAX_BYTES)
-        if not self.read_only:
-            return self.s.sql.run(req)
-        return self._run_read_only(req)
-
-    def _run_read_only(self, req: SqlRequest) -> SqlOutcome:
-        # Read-only mode: the session's transactions are READ ONLY (Neon does the same; a
-        # statement that turns it off again can still write: this is a guard, not a wall).
-        from argon.control.sql_runner import _describe_truncation, name_types, sql_error  # noqa: PLC0415
-
-        prefix = ""
-        if req.explain:
-            prefix = ("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " if req.explain == "analyze"
-                      else "EXPLAIN (FORMAT JSON) ")
-        limits = Limits(req.max_rows, req.max_bytes)
-        with self.s.sql.session(req.project_id, req.branch_id, req.database,
-                                req.role) as (conn, role):
-            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-            got = self.s.sql.execute(conn, prefix + req.query, limits)
-            name_types(conn, got.results)
-        out = SqlOutcome(query_id="", database=req.database, role=role, results=got.results,
-                         error=sql_error(got.error, len(prefix)) if got.error else None,
-                         duration_ms=0.0, executed_sql=prefix + req.query)
-        _describe_truncation(out, limits)
-        if req.explain and out.error is None and out.results and out.results[0].rows:
-            plan = out.results[0].rows[0][0]
-            out.explain = json.loads(plan) if isinstance(plan, str) else plan
-        return out
+        return self.s.sql.run(SqlRequest(project_id, branch_id, db, sql, role=role,
+                                         explain=explain, max_rows=MAX_ROWS,
+                                         max_bytes=MAX_BYTES, read_only=self.read_only))
 
     @staticmethod
     def _checked(out: SqlOutcome) -> SqlOutcome:
