@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 
@@ -33,8 +34,13 @@ SQL_ROLE_SYNC_SECONDS = 10.0
 
 class Reconciler:
     def __init__(self, ctx: ControlContext, runtime: EndpointRuntime,
-                 branches: BranchService) -> None:
+                 branches: BranchService,
+                 recover: Callable[[], list[str]] | None = None) -> None:
         self.ctx = ctx
+        # Run when this process becomes the leader after another one (the start-up
+        # repair covers the first leader): what a crashed leader left is recovered.
+        self.recover = recover
+        self._was_leading = False
         self.runtime = runtime
         self.sizes = branches.sizes
         self._stop = threading.Event()
@@ -55,9 +61,30 @@ class Reconciler:
     def _loop(self) -> None:
         while not self._stop.wait(self.ctx.settings.reconcile_interval):
             try:
-                self.tick()
+                if self.lead():
+                    self.tick()
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 logger.exception("reconciler tick failed")
+
+    def lead(self) -> bool:
+        """Whether this process leads (several Argons on one metadata database: only the
+        leader runs the passes)."""
+        self.take_lead()
+        return self._was_leading
+
+    def take_lead(self) -> list[str]:
+        """Take or keep leadership; on taking it, first recover what was left unfinished
+        (at start, or by a leader that crashed) and say what was repaired."""
+        leading = self.ctx.locks.try_lead()
+        done: list[str] = []
+        if leading and not self._was_leading:
+            logger.info("reconciler: this process leads (%s)", self.ctx.locks.describe())
+            if self.recover is not None:
+                done = self.recover()
+        elif self._was_leading and not leading:
+            logger.warning("reconciler: leadership lost; passes paused until it is regained")
+        self._was_leading = leading
+        return done
 
     def tick(self) -> None:
         with self.ctx.tx() as conn:

@@ -31,15 +31,33 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
     done: list[str] = []
     now = ctx.clock()
     with ctx.tx() as conn:
-        ops = conn.execute(select(t.operations).where(t.operations.c.status.in_(UNFINISHED))).all()
-        half_branches = conn.execute(select(t.branches).where(
+        # Half-made branches first: each was written with its operation, so the
+        # operations read next include theirs.
+        half_made = conn.execute(select(t.branches).where(
             t.branches.c.state == BranchState.INIT.value)).all()
-        conn.execute(update(t.operations).where(t.operations.c.status.in_(UNFINISHED)).values(
-            status=OperationStatus.FAILED.value, updated_at=now,
-            error="interrupted by an Argon restart; rolled back at the next start",
-            failures_count=t.operations.c.failures_count + 1))
+        unfinished = conn.execute(select(t.operations).where(
+            t.operations.c.status.in_(UNFINISHED))).all()
+        # Another Argon on the same metadata database may be working on some of them:
+        # its claims (control/coordinator.py) say so; only a dead holder's are rolled back.
+        live = [op for op in unfinished if ctx.locks.claimed(f"op:{op.id}")]
+        ops = [op for op in unfinished if op not in live]
+        busy_branches = {op.branch_id for op in live}
+        busy_projects = {op.project_id for op in live}
+        half_branches = [b for b in half_made if b.id not in busy_branches and not (
+            b.parent_id is None and b.project_id in busy_projects)]
+        if ops:
+            conn.execute(update(t.operations).where(
+                t.operations.c.id.in_([op.id for op in ops])).values(
+                status=OperationStatus.FAILED.value, updated_at=now,
+                error="interrupted by an Argon restart; rolled back at the next start",
+                failures_count=t.operations.c.failures_count + 1))
     for op in ops:
         done.append(f"marked interrupted operation {op.action} {op.id} as failed")
+    if live:
+        done += _repair_beside_live(ctx, len(live), half_branches, projects)
+        for line in done:
+            logger.info("repair: %s", line)
+        return done
     # A restore interrupted before its metadata swap left the old state (its new
     # timeline is unreferenced and removed below); after the swap the new one.
     with ctx.tx() as conn:
@@ -50,15 +68,7 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
             state=BranchState.READY.value, updated_at=now))
     for b in resetting:
         done.append(f"branch {b.name} ({b.id}): an interrupted restore was rolled back")
-    for b in half_branches:
-        if b.parent_id is None:
-            projects._destroy(b.project_id)  # noqa: SLF001 - repair is part of the service
-            done.append(f"removed project {b.project_id}: its creation was interrupted")
-        else:
-            with ctx.tx() as conn:
-                conn.execute(t.branches.delete().where(t.branches.c.id == b.id))
-            ctx.storage.delete_timeline(b.timeline_id)
-            done.append(f"removed half-made branch {b.name} ({b.id})")
+    done += _remove_half_made(ctx, half_branches, projects)
     done += _remove_orphan_migration_branches(ctx, runtime)
     with ctx.tx() as conn:
         known = set(conn.execute(select(t.branches.c.timeline_id)).scalars())
@@ -82,6 +92,32 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
                 done.append(f"re-adopted running compute {ep.id}")
     for line in done:
         logger.info("repair: %s", line)
+    return done
+
+
+def _remove_half_made(ctx: ControlContext, half_branches: list,  # type: ignore[type-arg]
+                      projects: ProjectService) -> list[str]:
+    done = []
+    for b in half_branches:
+        if b.parent_id is None:
+            projects._destroy(b.project_id)  # noqa: SLF001 - repair is part of the service
+            done.append(f"removed project {b.project_id}: its creation was interrupted")
+        else:
+            with ctx.tx() as conn:
+                conn.execute(t.branches.delete().where(t.branches.c.id == b.id))
+            ctx.storage.delete_timeline(b.timeline_id)
+            done.append(f"removed half-made branch {b.name} ({b.id})")
+    return done
+
+
+def _repair_beside_live(ctx: ControlContext, live: int, half_branches: list,  # type: ignore[type-arg]
+                        projects: ProjectService) -> list[str]:
+    """Repair while another Argon works on the same metadata: roll back only the dead
+    holder's half-made branches; the storage and endpoint sweeps wait for a quiet start
+    (they cannot tell another process's work in progress from leftovers)."""
+    done = _remove_half_made(ctx, half_branches, projects)
+    logger.info("repair: %d operation(s) of a live Argon still run; storage and endpoint "
+                "sweeps skipped", live)
     return done
 
 
