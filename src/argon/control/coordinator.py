@@ -148,8 +148,8 @@ class PostgresCoordinator(LocalCoordinator):
     def _connect(self) -> None:
         # Out of the pool for good: its locks must live exactly as long as this session.
         raw = self._engine.raw_connection()
-        raw.detach()
         conn = raw.driver_connection
+        raw.detach()
         conn.autocommit = True
         self._conn = conn
 
@@ -273,6 +273,12 @@ class PostgresCoordinator(LocalCoordinator):
         with self._session_lock:
             self._depth.clear()
             self._leading = False
+            try:
+                # freed now, not when the server notices the closed socket: a clean stop
+                # hands leadership over at once
+                self._conn.execute("SELECT pg_advisory_unlock_all()")
+            except Exception:  # noqa: BLE001 - a broken session holds nothing any more
+                pass
             try:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - closing anyway

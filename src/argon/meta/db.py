@@ -35,7 +35,8 @@ def engine_url(url: str) -> str:
     ``postgresql+psycopg://``; SQLite URLs stay as they are; anything else is refused."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise InvalidInput(f"metadata URL {describe_url(url)!r} is not a URL; use "
+        # not echoed: a libpq keyword string may carry a password
+        raise InvalidInput("the metadata URL is not a URL; use "
                            "postgresql://user:password@host:port/dbname")
     if scheme in POSTGRES_SCHEMES:
         return f"postgresql+psycopg://{rest}"
@@ -56,8 +57,13 @@ def describe_url(url: str) -> str:
 
 def open_database(url: str) -> Engine:
     """An engine on ``url`` with the schema migrated to the newest revision."""
+    full = engine_url(url)
+    # TCP keepalive: a metadata host that vanishes without closing its socket is noticed
+    # in about 25 s, by this Argon and by the server (which then frees that session's locks)
+    extra = {"connect_args": {"keepalives_idle": 10, "keepalives_interval": 5,
+                              "keepalives_count": 3}} if full.startswith("postgresql") else {}
     try:
-        engine = create_engine(engine_url(url), future=True, pool_pre_ping=True)
+        engine = create_engine(full, future=True, pool_pre_ping=True, **extra)
     except ArgumentError as exc:
         raise InvalidInput(f"metadata URL {describe_url(url)} is not valid: {exc}") from None
     if engine.dialect.name == "sqlite":
