@@ -138,7 +138,10 @@ class Platform:
         services = self.services = build_services(self.settings)
         repairs = services.repair()
         key = bootstrap_key(services)
-        uri = ensure_default_project(services)
+        # two Argons starting at once on one empty metadata database make one project
+        with services.ctx.locks.hold("platform:default-project", wait=120,
+                                     what="the default project"):
+            uri = ensure_default_project(services)
         s = self.settings
         return StartupReport(
             api_url=f"http://{s.listen_host}:{s.api_port}/api/v2",

@@ -63,6 +63,8 @@ class Reconciler:
             try:
                 if self.lead():
                     self.tick()
+                else:   # sizes are this process's own cache: kept fresh on every process
+                    self.refresh_sizes_if_due()
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 logger.exception("reconciler tick failed")
 
@@ -99,6 +101,9 @@ class Reconciler:
             except Exception as exc:  # noqa: BLE001
                 logger.warning("endpoint %s: check failed: %s", row.id, exc)
         self.history.tick()
+        self.refresh_sizes_if_due()
+
+    def refresh_sizes_if_due(self) -> None:
         if time.monotonic() - self._last_size_refresh > SIZE_REFRESH_SECONDS:
             self._refresh_sizes()
 

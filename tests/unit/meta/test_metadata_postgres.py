@@ -4,6 +4,7 @@ reached is a sentence saying what to check (never the password)."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -90,3 +91,25 @@ def test_other_schemes_are_refused_and_urls_are_shown_without_passwords() -> Non
         engine_url("just-a-host")
     assert engine_url("postgres://u:p@h:5/db") == "postgresql+psycopg://u:p@h:5/db"
     assert describe_url("postgres://u:s3cret@h:5/db") == "postgresql://u:***@h:5/db"
+
+
+def test_argon_start_on_an_unreachable_database_is_one_sentence_not_a_traceback(
+        metadata_pg: MetadataPg, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from tests.fixtures.common import free_port  # noqa: PLC0415
+
+    home = tmp_path / "home"
+    url = metadata_pg.url("postgres", password="s3cret-not-shown")
+    res = subprocess.run(
+        [sys.executable, "-m", "argon.cli.main", "start", "--home", str(home),
+         "--api-port", str(free_port()), "--pg-port", str(free_port()),
+         "--http-port", str(free_port())], env={**os.environ, "ARGON_METADATA_URL": url},
+        capture_output=True, text=True, timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert "error: cannot reach the metadata database postgresql://argon_meta:***@" in out
+    assert "password authentication failed" in out and "Traceback" not in out
+    assert "s3cret-not-shown" not in out
+    assert "s3cret-not-shown" not in (home / "logs" / "argon.log").read_text()
