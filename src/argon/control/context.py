@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
-from argon.control.coordinator import LocalCoordinator
+from argon.control.coordinator import Coordinator, LocalCoordinator
 from argon.control.events import ControlEvents
 from argon.control.ip_allow import IpAllowCache
 from argon.control.secretbox import SecretBox
@@ -45,7 +45,7 @@ class ControlContext:
     owner: OsUser
     secrets: SecretBox
     # per-object locks, operation claims and the reconciler's leadership
-    locks: LocalCoordinator = field(default_factory=LocalCoordinator)
+    locks: Coordinator = field(default_factory=LocalCoordinator)
     # timeline id -> bytes on disk (data, WAL archive, snapshots); the reconciler refreshes
     # it, listings read it (walking a data directory per request would be too slow)
     sizes: dict[str, int] = field(default_factory=dict)

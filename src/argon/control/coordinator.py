@@ -23,8 +23,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
@@ -35,6 +35,36 @@ logger = logging.getLogger(__name__)
 LEADER = "argon:reconciler-leader"
 # Poll steps while waiting for a lock another process holds (seconds).
 POLL_FIRST, POLL_MAX = 0.01, 0.2
+
+
+class Coordinator(Protocol):
+    """What control asks of a coordinator (``ctx.locks``), whatever backs it."""
+
+    kind: str
+
+    def hold(self, *names: str, wait: float = 0.0,
+             what: str = "object") -> AbstractContextManager[None]:
+        """Hold every name, or raise ``Locked`` (423) if one is taken (after ``wait`` s)."""
+        ...
+
+    def wait_for(self, name: str) -> AbstractContextManager[None]:
+        """Hold ``name``, waiting as long as it takes."""
+        ...
+
+    def claim(self, name: str) -> None: ...
+
+    def release_claim(self, name: str) -> None: ...
+
+    def claimed(self, name: str) -> bool: ...
+
+    def try_lead(self) -> bool: ...
+
+    @property
+    def leading(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
 
 
 class LocalCoordinator:
@@ -285,7 +315,7 @@ class PostgresCoordinator(LocalCoordinator):
                 pass
 
 
-def coordinator_for(engine: Engine) -> LocalCoordinator:
+def coordinator_for(engine: Engine) -> Coordinator:
     """The coordinator the metadata database calls for: in-process for SQLite (one Argon
     per home), advisory locks on Postgres (several Argons may share it)."""
     if engine.dialect.name == "postgresql":

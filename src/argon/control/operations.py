@@ -37,7 +37,12 @@ class OperationLog:
         return op_id
 
     def _close(self, op_id: str, status: OperationStatus, error: str | None) -> None:
-        self.ctx.locks.release_claim(f"op:{op_id}")
+        try:
+            self._settle(op_id, status, error)
+        finally:   # released once settled: no moment when it is unfinished and unclaimed
+            self.ctx.locks.release_claim(f"op:{op_id}")
+
+    def _settle(self, op_id: str, status: OperationStatus, error: str | None) -> None:
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.operations.c.created_at)

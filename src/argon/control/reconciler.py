@@ -35,10 +35,10 @@ SQL_ROLE_SYNC_SECONDS = 10.0
 class Reconciler:
     def __init__(self, ctx: ControlContext, runtime: EndpointRuntime,
                  branches: BranchService,
-                 recover: Callable[[], list[str]] | None = None) -> None:
+                 recover: Callable[[bool], list[str]] | None = None) -> None:
         self.ctx = ctx
-        # Run when this process becomes the leader after another one (the start-up
-        # repair covers the first leader): what a crashed leader left is recovered.
+        # Run whenever this process becomes the leader: at start (the crash repair) and
+        # when it takes over from a leader that died (what that one left is recovered).
         self.recover = recover
         self._was_leading = False
         self.runtime = runtime
@@ -74,15 +74,16 @@ class Reconciler:
         self.take_lead()
         return self._was_leading
 
-    def take_lead(self) -> list[str]:
+    def take_lead(self, serving: bool = True) -> list[str]:
         """Take or keep leadership; on taking it, first recover what was left unfinished
-        (at start, or by a leader that crashed) and say what was repaired."""
+        (at start, or by a leader that crashed) and say what was repaired.  ``serving``:
+        the API already runs here, so the recovery leaves work in progress alone."""
         leading = self.ctx.locks.try_lead()
         done: list[str] = []
         if leading and not self._was_leading:
             logger.info("reconciler: this process leads (%s)", self.ctx.locks.describe())
             if self.recover is not None:
-                done = self.recover()
+                done = self.recover(serving)
         elif self._was_leading and not leading:
             logger.warning("reconciler: leadership lost; passes paused until it is regained")
         self._was_leading = leading

@@ -65,7 +65,7 @@ class Services:
 
     def repair(self) -> list[str]:
         """Recover unfinished work if this process leads (another leader already did)."""
-        return self.reconciler.take_lead()
+        return self.reconciler.take_lead(serving=False)
 
     def stop_all_computes(self) -> int:
         """Suspend every running compute (clean shutdown); returns how many were stopped."""
@@ -144,7 +144,8 @@ def build_services(settings: Settings) -> Services:
         platform=PlatformService(ctx),
         # a new leader first recovers what a crashed one left unfinished
         reconciler=Reconciler(ctx, runtime, branches,
-                              recover=lambda: repair(ctx, runtime, projects)),
+                              recover=lambda serving: repair(ctx, runtime, projects,
+                                                             serving=serving)),
         organization=OrganizationService(ctx), permissions=PermissionService(ctx),
         consumption=ConsumptionService(ctx),
         query_history=query_history, sql=sql_runner, tables=TableBrowser(sql_runner),

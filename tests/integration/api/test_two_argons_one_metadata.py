@@ -143,9 +143,20 @@ def test_two_argons_create_branches_concurrently_and_the_leadership_moves(
         except Exception as exc:  # noqa: BLE001 - the server died under the request
             interrupted["error"] = exc
 
+    # b creates a branch meanwhile: its operation is running (waiting for the parent,
+    # which a's creation holds) while b takes the lead and repairs; b's own live work
+    # must be left alone by that repair.
+    survivor: dict[str, Any] = {}
+
+    def during() -> None:
+        survivor["r"] = create_branch(b, pid, main, "during-takeover")
+
     thread = threading.Thread(target=doomed)
     thread.start()
-    time.sleep(0.3)
+    time.sleep(0.15)
+    other = threading.Thread(target=during)
+    other.start()
+    time.sleep(0.15)
     a.kill9()
     thread.join(30)
     deadline = time.monotonic() + 30
@@ -163,6 +174,14 @@ def test_two_argons_create_branches_concurrently_and_the_leadership_moves(
             break
         assert time.monotonic() < deadline, (ops, branches)
         time.sleep(0.2)
+    other.join(120)
+    r = survivor["r"]
+    assert r.status_code in (200, 201), r.text
+    wait_operations(b.api, pid, r.json()["operations"])
+    branches = b.api("GET", f"/projects/{pid}/branches").json()["branches"]
+    assert all(x["current_state"] == "ready" for x in branches), branches
+    expected.add("during-takeover")
+    assert expected <= {x["name"] for x in branches}
     assert {x["name"] for x in branches} - expected <= {"doomed"}
     if "r" in interrupted and interrupted["r"].status_code in (200, 201):
         assert "doomed" in {x["name"] for x in branches}   # acknowledged: it stays
