@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.pgserver",
+    "tests.fixtures.metadata_pg",   # before argon_env, which uses it
     "tests.fixtures.argon_env",
     "tests.fixtures.storage",
     "tests.fixtures.compute",

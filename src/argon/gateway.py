@@ -70,7 +70,8 @@ class Gateway:
                 endpoint_id, pooled = wanted[port]
                 try:
                     await self.proxy.add_endpoint_listener(port, endpoint_id, pooled)
-                except OSError as exc:
+                except (OSError, InvalidInput) as exc:   # the port is taken (e.g. by
+                    # another Argon on the same metadata): that endpoint's port is its
                     logger.warning("cannot listen on port %d for %s: %s", port, endpoint_id, exc)
 
     def _endpoints_changed(self) -> None:

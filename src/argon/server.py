@@ -43,6 +43,7 @@ class StartupReport:
     default_connection_uri: str | None
     clone_driver: str
     repairs: list[str] = field(default_factory=list)
+    metadata: str = ""   # which store, and who leads the reconciler (no password)
 
 
 def bootstrap_key(services: Services) -> str:
@@ -75,6 +76,17 @@ def ensure_default_project(services: Services) -> str | None:
     created = services.projects.create(ProjectCreate(name="default"))
     write_private(marker, created.project.id + "\n")
     return created.connection_uris[0].connection_uri if created.connection_uris else None
+
+
+def metadata_note(services: Services) -> str:
+    """The metadata store for `argon start`: SQLite's file, or Postgres's URL without its
+    password, and the coordinator (who leads the reconciler)."""
+    from argon.meta.db import describe_url  # noqa: PLC0415
+
+    ctx = services.ctx
+    if ctx.engine.dialect.name == "sqlite":
+        return f"SQLite {ctx.engine.url.database}"
+    return f"Postgres {describe_url(ctx.settings.db_url)} ({ctx.locks.describe()})"
 
 
 class HomeLock:
@@ -126,14 +138,17 @@ class Platform:
         services = self.services = build_services(self.settings)
         repairs = services.repair()
         key = bootstrap_key(services)
-        uri = ensure_default_project(services)
+        # two Argons starting at once on one empty metadata database make one project
+        with services.ctx.locks.hold("platform:default-project", wait=120,
+                                     what="the default project"):
+            uri = ensure_default_project(services)
         s = self.settings
         return StartupReport(
             api_url=f"http://{s.listen_host}:{s.api_port}/api/v2",
             docs_url=f"http://{s.listen_host}:{s.api_port}/api/v2/docs",
             pg_port=s.pg_port, http_port=s.http_port, api_key=key,
             default_connection_uri=uri, clone_driver=services.ctx.storage.driver.name,
-            repairs=repairs)
+            repairs=repairs, metadata=metadata_note(services))
 
     async def serve(self, on_ready: Callable[[], None]) -> None:
         assert self.services is not None
@@ -219,6 +234,7 @@ class Platform:
             self.services.reconciler.stop()
             self.services.monitoring.stop()
             stopped = self.services.stop_all_computes()
+            self.services.ctx.locks.close()   # another Argon may lead from now on
         if self.lock.held:
             # only the process that holds the home may remove its state file; a second
             # `argon start` refused by the lock must leave the running one's alone

@@ -68,6 +68,10 @@ def start(
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
     monitoring_interval: Annotated[float, typer.Option(help="Seconds between the monitoring "
                                                        "figures kept per endpoint (0: off).")] = 10.0,
+    metadata_url: Annotated[str | None, typer.Option(
+        envvar="ARGON_METADATA_URL", show_envvar=True,
+        help="Metadata on Postgres (postgresql://user:password@host:port/db) instead of "
+             "SQLite in the home.")] = None,
 ) -> None:
     """Start Argon in the foreground; Ctrl-C or SIGTERM stops everything cleanly."""
     from argon.home import set_private_umask  # noqa: PLC0415
@@ -89,7 +93,7 @@ def start(
     settings = Settings(home=home.resolve(), listen_host=listen_host, api_port=api_port,
                         pg_port=pg_port, http_port=http_port, domain=domain,
                         https_port=https_port, clone_driver=clone_driver,
-                        monitoring_interval=monitoring_interval)
+                        monitoring_interval=monitoring_interval, metadata_url=metadata_url)
     platform = Platform(settings)
     try:
         with console.status("preparing the home, metadata and default project..."):
@@ -108,6 +112,7 @@ def start(
         console.print(f"  Postgres     127.0.0.1:{report.pg_port} (proxy)")
         console.print(f"  SQL over HTTP / WebSocket  http://127.0.0.1:{report.http_port}/sql")
         console.print(f"  clone driver {report.clone_driver}")
+        console.print(f"  metadata     {report.metadata}")
         console.print(f"  API key      {report.api_key}   (also in {home}/secrets/bootstrap_api_key)")
         if report.default_connection_uri:
             console.print(f"  default project: {report.default_connection_uri}")

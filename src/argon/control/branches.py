@@ -7,6 +7,7 @@ from datetime import datetime
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from argon.control import ids, sql_roles, validation
 from argon.control.context import ControlContext
@@ -70,7 +71,7 @@ class BranchService:
              .order_by(t.branches.c.created_at.desc(), t.branches.c.id))
         if search:
             like = f"%{search}%"
-            q = q.where(t.branches.c.name.like(like) | t.branches.c.id.like(like))
+            q = q.where(t.branches.c.name.ilike(like) | t.branches.c.id.ilike(like))
         with self.ctx.tx() as conn:
             require_project(conn, project_id)
             if cursor:
@@ -86,7 +87,7 @@ class BranchService:
         q = select(func.count()).select_from(t.branches).where(
             t.branches.c.project_id == project_id)
         if search:
-            q = q.where(t.branches.c.name.like(f"%{search}%"))
+            q = q.where(t.branches.c.name.ilike(f"%{search}%"))
         with self.ctx.tx() as conn:
             return int(conn.execute(q).scalar_one())
 
@@ -122,11 +123,15 @@ class BranchService:
             parent_ep = conn.execute(select(t.endpoints.c.id).where(
                 t.endpoints.c.branch_id == parent.id,
                 t.endpoints.c.type == "read_write")).scalar()
-            conn.execute(t.branches.insert().values(
-                id=branch_id, project_id=project_id, timeline_id=timeline,
-                parent_id=parent.id, name=name, state=BranchState.INIT.value,
-                is_default=False, protected=bool(req.protected), init_source=init_source,
-                expires_at=req.expires_at, created_at=now, updated_at=now))
+            try:
+                conn.execute(t.branches.insert().values(
+                    id=branch_id, project_id=project_id, timeline_id=timeline,
+                    parent_id=parent.id, name=name, state=BranchState.INIT.value,
+                    is_default=False, protected=bool(req.protected), init_source=init_source,
+                    expires_at=req.expires_at, created_at=now, updated_at=now))
+            except IntegrityError:
+                # the same name created meanwhile (another API process on the database)
+                raise Conflict(f"branch with name {name!r} already exists") from None
             _copy_roles_and_databases(conn, parent.id, branch_id, now)
             op = self.oplog.begin(conn, project_id, OperationAction.CREATE_BRANCH,
                                   branch_id=branch_id)

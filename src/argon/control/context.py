@@ -6,7 +6,6 @@ so tests and several homes in one process stay independent.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
+from argon.control.coordinator import Coordinator, LocalCoordinator
 from argon.control.events import ControlEvents
 from argon.control.ip_allow import IpAllowCache
 from argon.control.secretbox import SecretBox
-from argon.errors import Locked
 from argon.pg import OsUser
 from argon.settings import Settings
 
@@ -32,40 +31,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class LockTable:
-    """Named re-entrant locks: one per branch / endpoint / project being changed.
-
-    A mutation that finds its object locked by another running operation answers 423,
-    as Neon does; internal waits (a wake shared by several clients) block instead.
-    """
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.RLock] = {}
-
-    def _get(self, name: str) -> threading.RLock:
-        with self._guard:
-            return self._locks.setdefault(name, threading.RLock())
-
-    @contextmanager
-    def hold(self, *names: str, wait: float = 0.0, what: str = "object") -> Iterator[None]:
-        taken: list[threading.RLock] = []
-        try:
-            for name in sorted(set(names)):  # a fixed order: no deadlocks between two holders
-                lock = self._get(name)
-                if not lock.acquire(timeout=wait) if wait > 0 else not lock.acquire(blocking=False):
-                    raise Locked(f"{what} is locked by a running operation; retry shortly")
-                taken.append(lock)
-            yield
-        finally:
-            for lock in reversed(taken):
-                lock.release()
-
-    @contextmanager
-    def wait_for(self, name: str) -> Iterator[None]:
-        lock = self._get(name)
-        with lock:
-            yield
+# The in-process locks of old; ``ctx.locks`` is a coordinator (control/coordinator.py).
+LockTable = LocalCoordinator
 
 
 @dataclass
@@ -77,7 +44,8 @@ class ControlContext:
     poolers: PoolerManager | None
     owner: OsUser
     secrets: SecretBox
-    locks: LockTable = field(default_factory=LockTable)
+    # per-object locks, operation claims and the reconciler's leadership
+    locks: Coordinator = field(default_factory=LocalCoordinator)
     # timeline id -> bytes on disk (data, WAL archive, snapshots); the reconciler refreshes
     # it, listings read it (walking a data directory per request would be too slow)
     sizes: dict[str, int] = field(default_factory=dict)

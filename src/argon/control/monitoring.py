@@ -115,7 +115,8 @@ class MonitoringSampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.tick()
+                if self.ctx.locks.leading:   # one sampler per metadata database
+                    self.tick()
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 logger.exception("monitoring sample failed")
 

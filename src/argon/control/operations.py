@@ -32,9 +32,17 @@ class OperationLog:
             id=op_id, project_id=project_id, branch_id=branch_id, endpoint_id=endpoint_id,
             action=action.value, status=status.value, error=None, failures_count=0,
             created_at=now, updated_at=now, total_duration_ms=0))
+        # claimed while it runs: a leader's repair leaves a live process's work alone
+        self.ctx.locks.claim(f"op:{op_id}")
         return op_id
 
     def _close(self, op_id: str, status: OperationStatus, error: str | None) -> None:
+        try:
+            self._settle(op_id, status, error)
+        finally:   # released once settled: no moment when it is unfinished and unclaimed
+            self.ctx.locks.release_claim(f"op:{op_id}")
+
+    def _settle(self, op_id: str, status: OperationStatus, error: str | None) -> None:
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.operations.c.created_at)

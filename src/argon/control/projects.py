@@ -78,7 +78,7 @@ class ProjectService:
             q = q.where(t.projects.c.id == only)
         if search:
             like = f"%{search}%"
-            q = q.where(t.projects.c.name.like(like) | t.projects.c.id.like(like))
+            q = q.where(t.projects.c.name.ilike(like) | t.projects.c.id.ilike(like))
         with self.ctx.tx() as conn:
             if cursor:
                 anchor = conn.execute(select(t.projects.c.created_at).where(

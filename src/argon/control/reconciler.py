@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 
@@ -33,8 +34,13 @@ SQL_ROLE_SYNC_SECONDS = 10.0
 
 class Reconciler:
     def __init__(self, ctx: ControlContext, runtime: EndpointRuntime,
-                 branches: BranchService) -> None:
+                 branches: BranchService,
+                 recover: Callable[[bool], list[str]] | None = None) -> None:
         self.ctx = ctx
+        # Run whenever this process becomes the leader: at start (the crash repair) and
+        # when it takes over from a leader that died (what that one left is recovered).
+        self.recover = recover
+        self._was_leading = False
         self.runtime = runtime
         self.sizes = branches.sizes
         self._stop = threading.Event()
@@ -55,9 +61,33 @@ class Reconciler:
     def _loop(self) -> None:
         while not self._stop.wait(self.ctx.settings.reconcile_interval):
             try:
-                self.tick()
+                if self.lead():
+                    self.tick()
+                else:   # sizes are this process's own cache: kept fresh on every process
+                    self.refresh_sizes_if_due()
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 logger.exception("reconciler tick failed")
+
+    def lead(self) -> bool:
+        """Whether this process leads (several Argons on one metadata database: only the
+        leader runs the passes)."""
+        self.take_lead()
+        return self._was_leading
+
+    def take_lead(self, serving: bool = True) -> list[str]:
+        """Take or keep leadership; on taking it, first recover what was left unfinished
+        (at start, or by a leader that crashed) and say what was repaired.  ``serving``:
+        the API already runs here, so the recovery leaves work in progress alone."""
+        leading = self.ctx.locks.try_lead()
+        done: list[str] = []
+        if leading and not self._was_leading:
+            logger.info("reconciler: this process leads (%s)", self.ctx.locks.describe())
+            if self.recover is not None:
+                done = self.recover(serving)
+        elif self._was_leading and not leading:
+            logger.warning("reconciler: leadership lost; passes paused until it is regained")
+        self._was_leading = leading
+        return done
 
     def tick(self) -> None:
         with self.ctx.tx() as conn:
@@ -72,6 +102,9 @@ class Reconciler:
             except Exception as exc:  # noqa: BLE001
                 logger.warning("endpoint %s: check failed: %s", row.id, exc)
         self.history.tick()
+        self.refresh_sizes_if_due()
+
+    def refresh_sizes_if_due(self) -> None:
         if time.monotonic() - self._last_size_refresh > SIZE_REFRESH_SECONDS:
             self._refresh_sizes()
 

@@ -27,38 +27,57 @@ logger = logging.getLogger(__name__)
 UNFINISHED = (OperationStatus.RUNNING.value, OperationStatus.SCHEDULING.value)
 
 
-def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectService) -> list[str]:
+def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectService, *,
+           serving: bool = False) -> list[str]:
+    """``serving``: this process already serves the API (it took the lead from a leader
+    that died), so new work may begin at any moment."""
     done: list[str] = []
     now = ctx.clock()
     with ctx.tx() as conn:
-        ops = conn.execute(select(t.operations).where(t.operations.c.status.in_(UNFINISHED))).all()
-        half_branches = conn.execute(select(t.branches).where(
+        # Half-made and resetting branches first: each was written with (or after) its
+        # operation, so the operations read next include theirs.
+        half_made = conn.execute(select(t.branches).where(
             t.branches.c.state == BranchState.INIT.value)).all()
-        conn.execute(update(t.operations).where(t.operations.c.status.in_(UNFINISHED)).values(
-            status=OperationStatus.FAILED.value, updated_at=now,
-            error="interrupted by an Argon restart; rolled back at the next start",
-            failures_count=t.operations.c.failures_count + 1))
+        resetting_rows = conn.execute(select(t.branches.c.id, t.branches.c.name).where(
+            t.branches.c.state == BranchState.RESETTING.value)).all()
+        unfinished = conn.execute(select(t.operations).where(
+            t.operations.c.status.in_(UNFINISHED))).all()
+        # Another Argon on the same metadata database may be working on some of them:
+        # its claims (control/coordinator.py) say so; only a dead holder's are rolled back.
+        live = [op for op in unfinished if ctx.locks.claimed(f"op:{op.id}")]
+        ops = [op for op in unfinished if op not in live]
+        busy_branches = {op.branch_id for op in live}
+        busy_projects = {op.project_id for op in live}
+        half_branches = [b for b in half_made if b.id not in busy_branches and not (
+            b.parent_id is None and b.project_id in busy_projects)]
+        if ops:
+            conn.execute(update(t.operations).where(
+                t.operations.c.id.in_([op.id for op in ops])).values(
+                status=OperationStatus.FAILED.value, updated_at=now,
+                error="interrupted by an Argon restart; rolled back at the next start",
+                failures_count=t.operations.c.failures_count + 1))
     for op in ops:
         done.append(f"marked interrupted operation {op.action} {op.id} as failed")
     # A restore interrupted before its metadata swap left the old state (its new
     # timeline is unreferenced and removed below); after the swap the new one.
-    with ctx.tx() as conn:
-        resetting = conn.execute(select(t.branches.c.id, t.branches.c.name).where(
-            t.branches.c.state == BranchState.RESETTING.value)).all()
-        conn.execute(update(t.branches).where(
-            t.branches.c.state == BranchState.RESETTING.value).values(
-            state=BranchState.READY.value, updated_at=now))
+    resetting = [b for b in resetting_rows if b.id not in busy_branches]
+    if resetting:
+        with ctx.tx() as conn:
+            conn.execute(update(t.branches).where(
+                t.branches.c.id.in_([b.id for b in resetting]),
+                t.branches.c.state == BranchState.RESETTING.value).values(
+                state=BranchState.READY.value, updated_at=now))
     for b in resetting:
         done.append(f"branch {b.name} ({b.id}): an interrupted restore was rolled back")
-    for b in half_branches:
-        if b.parent_id is None:
-            projects._destroy(b.project_id)  # noqa: SLF001 - repair is part of the service
-            done.append(f"removed project {b.project_id}: its creation was interrupted")
-        else:
-            with ctx.tx() as conn:
-                conn.execute(t.branches.delete().where(t.branches.c.id == b.id))
-            ctx.storage.delete_timeline(b.timeline_id)
-            done.append(f"removed half-made branch {b.name} ({b.id})")
+    done += _remove_half_made(ctx, half_branches, projects)
+    if live or serving:
+        # The sweeps below cannot tell work in progress (another Argon's, or this one's
+        # API) from leftovers: they wait for a start with nothing running.
+        logger.info("repair: %d operation(s) still run%s; storage and endpoint sweeps "
+                    "skipped", len(live), ", the API serves" if serving else "")
+        for line in done:
+            logger.info("repair: %s", line)
+        return done
     done += _remove_orphan_migration_branches(ctx, runtime)
     with ctx.tx() as conn:
         known = set(conn.execute(select(t.branches.c.timeline_id)).scalars())
@@ -82,6 +101,21 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
                 done.append(f"re-adopted running compute {ep.id}")
     for line in done:
         logger.info("repair: %s", line)
+    return done
+
+
+def _remove_half_made(ctx: ControlContext, half_branches: list,  # type: ignore[type-arg]
+                      projects: ProjectService) -> list[str]:
+    done = []
+    for b in half_branches:
+        if b.parent_id is None:
+            projects._destroy(b.project_id)  # noqa: SLF001 - repair is part of the service
+            done.append(f"removed project {b.project_id}: its creation was interrupted")
+        else:
+            with ctx.tx() as conn:
+                conn.execute(t.branches.delete().where(t.branches.c.id == b.id))
+            ctx.storage.delete_timeline(b.timeline_id)
+            done.append(f"removed half-made branch {b.name} ({b.id})")
     return done
 
 

@@ -13,6 +13,7 @@ from argon.control.branches import BranchService
 from argon.control.catalog import DatabaseService, RoleService
 from argon.control.consumption import ConsumptionService
 from argon.control.context import ControlContext
+from argon.control.coordinator import coordinator_for
 from argon.control.endpoints import EndpointService
 from argon.control.monitoring import MonitoringSampler
 from argon.control.operations import OperationLog, OperationService
@@ -63,7 +64,8 @@ class Services:
     otel: OtelExport
 
     def repair(self) -> list[str]:
-        return repair(self.ctx, self.runtime, self.projects)
+        """Recover unfinished work if this process leads (another leader already did)."""
+        return self.reconciler.take_lead(serving=False)
 
     def stop_all_computes(self) -> int:
         """Suspend every running compute (clean shutdown); returns how many were stopped."""
@@ -118,9 +120,11 @@ def build_services(settings: Settings) -> Services:
     except Unavailable as exc:
         logger.warning("%s; pooled (-pooler) connections are unavailable", exc.message)
         poolers = None
-    ctx = ControlContext(settings=settings, engine=open_database(settings.db_url),
+    engine = open_database(settings.db_url)
+    ctx = ControlContext(settings=settings, engine=engine,
                          storage=storage, computes=ComputeManager(owner), poolers=poolers,
-                         owner=owner, secrets=SecretBox(settings.home / "secrets" / "fernet.key"))
+                         owner=owner, secrets=SecretBox(settings.home / "secrets" / "fernet.key"),
+                         locks=coordinator_for(engine))
     oplog = OperationLog(ctx)
     runtime = EndpointRuntime(ctx, oplog)
     endpoints = EndpointService(ctx, oplog, runtime)
@@ -129,15 +133,19 @@ def build_services(settings: Settings) -> Services:
     query_history = QueryHistory(ctx)
     sql_runner = SqlRunner(ctx, runtime, branches, roles, query_history)
     otel = OtelExport(ctx)
+    projects = ProjectService(ctx, oplog, runtime)
     return Services(
         ctx=ctx, runtime=runtime,
-        projects=ProjectService(ctx, oplog, runtime),
+        projects=projects,
         branches=branches, endpoints=endpoints,
         databases=DatabaseService(ctx, oplog, runtime, endpoints),
         roles=roles,
         operations=OperationService(ctx), api_keys=ApiKeyService(ctx),
         platform=PlatformService(ctx),
-        reconciler=Reconciler(ctx, runtime, branches),
+        # a new leader first recovers what a crashed one left unfinished
+        reconciler=Reconciler(ctx, runtime, branches,
+                              recover=lambda serving: repair(ctx, runtime, projects,
+                                                             serving=serving)),
         organization=OrganizationService(ctx), permissions=PermissionService(ctx),
         consumption=ConsumptionService(ctx),
         query_history=query_history, sql=sql_runner, tables=TableBrowser(sql_runner),

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from argon.meta.db import engine_url
 from tests.fixtures.argon_env import ArgonEnv
 from tests.fixtures.mcp_client import call_tool as _tool
 from tests.fixtures.mcp_client import mcp_session
@@ -179,12 +180,12 @@ def test_personal_keys_use_neons_format_and_old_keys_keep_working(
     assert _as(argon_env, created["key"], "GET", "/projects").status_code == 200
     # a key made before the napi_ prefix (64 characters, stored as its SHA-256)
     legacy = "k" * 64
-    engine = sa.create_engine(f"sqlite:///{argon_env.home / 'argon.db'}")
+    engine = sa.create_engine(engine_url(argon_env.metadata_url))
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(
                 "INSERT INTO api_keys (name, secret_hash, created_at, revoked) "
-                "VALUES ('legacy', :h, :t, 0)"),
+                "VALUES ('legacy', :h, :t, false)"),
                 {"h": hashlib.sha256(legacy.encode()).hexdigest(),
                  "t": datetime.now(UTC).isoformat(timespec="microseconds")})
     finally:

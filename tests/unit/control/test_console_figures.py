@@ -78,8 +78,8 @@ class _Req:
     timestamp: datetime | None = None
 
 
-def test_the_history_keeps_only_the_newest_queries(tmp_path: Path) -> None:
-    engine = open_database(f"sqlite:///{tmp_path / 'meta.db'}")
+def test_the_history_keeps_only_the_newest_queries(metadata_url: str) -> None:
+    engine = open_database(metadata_url)
     ctx: Any = SimpleNamespace(tx=lambda: ControlContext.tx(ctx), engine=engine)
     with engine.begin() as conn:
         for pid in ("p-1", "p-2"):

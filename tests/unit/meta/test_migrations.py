@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,8 +9,8 @@ from argon.meta import tables as t
 from argon.meta.db import open_database
 
 
-def test_migrations_create_every_table_and_are_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+def test_migrations_create_every_table_and_are_idempotent(metadata_url: str) -> None:
+    url = metadata_url
     engine = open_database(url)
     names = set(sa.inspect(engine).get_table_names())
     assert {"projects", "branches", "endpoints", "databases", "roles", "operations",
@@ -22,8 +21,8 @@ def test_migrations_create_every_table_and_are_idempotent(tmp_path: Path) -> Non
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0008"
 
 
-def test_times_round_trip_as_aware_utc_and_naive_is_refused(tmp_path: Path) -> None:
-    engine = open_database(f"sqlite:///{tmp_path / 'b.db'}")
+def test_times_round_trip_as_aware_utc_and_naive_is_refused(metadata_url: str) -> None:
+    engine = open_database(metadata_url)
     now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(t.api_keys.insert().values(name="k", secret_hash="h", created_at=now,
@@ -37,11 +36,11 @@ def test_times_round_trip_as_aware_utc_and_naive_is_refused(tmp_path: Path) -> N
                                                     revoked=False))
 
 
-def test_migrations_produce_exactly_the_declared_tables(tmp_path: Path) -> None:
+def test_migrations_produce_exactly_the_declared_tables(metadata_url: str) -> None:
     """A change to tables.py without a new revision is caught here."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    engine = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+    engine = open_database(metadata_url)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), t.metadata) == []
