@@ -6,6 +6,7 @@ loop device detached at the end, whatever happened."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -116,6 +117,9 @@ def test_a_fresh_ext4_home_gets_the_pool_and_reports_it(pool_env: ArgonEnv) -> N
     assert status["clone_driver"] == "reflink"
     assert status["storage_pool"]["kind"] == "pool"
     assert status["storage_pool"]["loop"] == _pool_mounts(pool_env)[0]
+    checks = json.loads(pool_env.cli("doctor", "--json", check=False).stdout)
+    pool_check = next(c for c in checks if c["name"] == "storage pool")
+    assert pool_check["status"] == "ok" and "XFS image" in pool_check["detail"]
     image = pool_env.home / POOL_DIR / IMAGE_NAME
     assert (os.stat(image).st_mode & 0o777, os.stat(image).st_uid) == (0o600, 0)
     assert os.stat(pool_env.home / "timelines").st_mode & 0o711 == 0o711   # argon crosses it
