@@ -118,7 +118,7 @@ def start(
         if report.storage_pool is not None:
             pool = report.storage_pool
             console.print(f"  storage pool {pool.line()}", markup=False, highlight=False)
-            if pool.note:
+            if pool.note and pool.image is not None:   # a pool home started with off
                 console.print(f"  {pool.note}", markup=False, highlight=False)
         console.print(f"  API key      {report.api_key}   (also in {home}/secrets/bootstrap_api_key)")
         if report.default_connection_uri:

@@ -121,7 +121,7 @@ def what_to_do(missing: tuple[str, ...]) -> str:
     if "free space" in missing:
         fixes.append(f"free at least {(MIN_POOL_BYTES + HOST_MARGIN_BYTES) // GiB} GiB")
     fixes.append("or put the home on XFS (reflink=1) or btrfs")
-    return (f"storage pool unavailable ({', '.join(missing)} missing): branches are full "
+    return (f"unavailable ({', '.join(missing)} missing): branches are full "
             f"copies on this filesystem; for instant branches {', '.join(fixes)}")
 
 
@@ -136,11 +136,11 @@ def plan_pool(f: PoolFacts) -> PoolPlan:
         return _plan_existing_pool(f)
     if f.mode == "off":
         return PoolPlan(PoolKind.OFF, note="" if f.home_reflinks else
-                        "storage pool off (--storage-pool off): branches are full copies")
+                        "off (--storage-pool off): branches are full copies")
     if f.timelines_mount is not None:
         return PoolPlan(PoolKind.OWN_FILESYSTEM,
-                        note=f"timelines on the {f.timelines_mount.fstype} filesystem "
-                             f"mounted there ({f.timelines_mount.source}); no storage pool")
+                        note=f"none: the timelines are on the {f.timelines_mount.fstype} "
+                             f"filesystem mounted there ({f.timelines_mount.source})")
     if f.home_reflinks and f.mode == "auto":
         return PoolPlan(PoolKind.NOT_NEEDED)
     if f.timelines_has_data:
@@ -149,7 +149,7 @@ def plan_pool(f: PoolFacts) -> PoolPlan:
                            "Argon does not move them into a storage pool: use "
                            "--storage-pool auto (copies) or a new home")
         return PoolPlan(PoolKind.EXISTING_DATA,
-                        note="this home's timelines predate the storage pool and stay on "
+                        note="none: this home's timelines predate the storage pool and stay on "
                              "the home's filesystem (branches are full copies); the pool "
                              "applies to new homes")
     missing = f.missing
@@ -157,9 +157,7 @@ def plan_pool(f: PoolFacts) -> PoolPlan:
         missing = (*missing, "free space")
     if missing:
         if f.mode == "xfs-image":
-            raise Unavailable(what_to_do(missing).replace("storage pool unavailable",
-                                                          "--storage-pool xfs-image needs "
-                                                          "what is missing here", 1))
+            raise Unavailable(f"--storage-pool xfs-image: {what_to_do(missing)}")
         return PoolPlan(PoolKind.UNAVAILABLE, note=what_to_do(missing))
     return PoolPlan(PoolKind.POOL, (Step.CREATE, Step.ATTACH, Step.MOUNT),
                     create_size=initial_size(f.host_free))

@@ -57,7 +57,7 @@ class PoolStatus:
     def line(self) -> str:
         """The pool for `argon start` and `argon status`."""
         if self.kind is not PoolKind.POOL:
-            return _NO_POOL[self.kind]
+            return self.note or _NO_POOL[self.kind]
         return (f"XFS image {self.image} ({size_text(self.size_bytes)}, "
                 f"{size_text(self.allocated_bytes)} allocated, {size_text(self.free_bytes)} "
                 f"free) on {self.mount_point} via {self.loop}, driver reflink")
@@ -175,8 +175,8 @@ class StoragePool:
                 raise
             self.kind = PoolKind.UNAVAILABLE
             logger.warning("storage pool: %s", exc.message)
-            return self.status(f"storage pool could not be set up ({exc.message}); branches "
-                               "are full copies")
+            return self.status(f"unavailable: it could not be set up ({exc.message}); "
+                               "branches are full copies")
         os.chmod(self.mount_point, 0o711)   # the Postgres account crosses it
         self.grow_if_needed()
         logger.info("storage pool %s mounted on %s (%s)", self.image, self.mount_point,
