@@ -104,6 +104,11 @@ def _is_xfs(image: Path) -> bool:
         return False
 
 
+def _has_entries(path: Path) -> bool:
+    with os.scandir(path) as it:
+        return any(True for _ in it)
+
+
 def _run(*cmd: str) -> str:
     res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
@@ -136,7 +141,7 @@ class StoragePool:
             image_exists=self.image.exists(), image_is_xfs=_is_xfs(self.image),
             timelines_mount=here, timelines_mount_is_pool=here is not None and here.source in loops,
             image_loops=loops, image_mounted_elsewhere=elsewhere,
-            timelines_has_data=here is None and any(os.scandir(self.mount_point)),
+            timelines_has_data=here is None and _has_entries(self.mount_point),
             host_free=st.f_bavail * st.f_frsize)
 
     def status(self, note: str = "") -> PoolStatus:

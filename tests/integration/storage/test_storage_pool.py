@@ -18,7 +18,7 @@ import pytest
 
 from argon.storage.drivers import reflink_supported
 from argon.storage.pool import IMAGE_NAME, POOL_DIR, loops_backed_by, parse_mountinfo
-from argon.storage.pool_mount import loop_backing_files
+from argon.storage.pool_mount import StoragePool, loop_backing_files
 from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env, wait_operations
 from tests.fixtures.common import TEST_ROOT
 from tests.fixtures.pool import pool_unavailable, release_pool
@@ -255,3 +255,26 @@ def test_an_image_that_is_not_xfs_is_never_formatted() -> None:
                               text=True).stdout == ""
     finally:
         _cleanup(env)
+
+
+def test_a_pool_running_low_grows_online_and_keeps_its_files() -> None:
+    """The executor alone, on a 1 GiB image: under the threshold at once, so the start
+    grows it (truncate, losetup -c, xfs_growfs) to what the disk has free."""
+    if reason := _skip_reason():
+        pytest.skip(reason)
+    env = make_env("pool-grow")
+    env.home.mkdir(parents=True)
+    pool = StoragePool(env.home)
+    try:
+        pool.ensure("auto", size=1 << 30)
+        (env.home / "timelines" / "kept").write_text("kept across growth\n")
+        status = pool.status()
+        assert status.size_bytes > 2 << 30, status
+        st = os.statvfs(env.home / "timelines")
+        assert st.f_blocks * st.f_frsize > 2 << 30   # XFS itself grew, not just the file
+        assert pool.release()
+        assert StoragePool(env.home).ensure("auto").kind.value == "pool"
+        assert (env.home / "timelines" / "kept").read_text() == "kept across growth\n"
+    finally:
+        release_pool(env.home)
+        assert _loops(env) == ()
