@@ -26,7 +26,9 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,8 +62,8 @@ class Side:
         self.main = next(b["id"] for b in self.api("GET", "/branches").json()["branches"]
                          if b["default"])
 
-    def api(self, method: str, path: str, **kw: object) -> object:
-        return self.env.api(method, f"/projects/{self.pid}{path}", **kw)  # type: ignore[arg-type]
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return self.env.api(method, f"/projects/{self.pid}{path}", **kw)
 
     def uri(self, plain: bool = False) -> str:
         uri = str(self.env.api("GET", f"/projects/{self.pid}/connection_uri", params={
@@ -81,9 +83,9 @@ class Side:
                         self.uri(plain=True)], check=True, capture_output=True)
 
     def suspend(self) -> None:
-        for ep in self.api("GET", "/endpoints").json()["endpoints"]:  # type: ignore[attr-defined]
+        for ep in self.api("GET", "/endpoints").json()["endpoints"]:
             r = self.api("POST", f"/endpoints/{ep['id']}/suspend")
-            wait_operations(self.env.api, self.pid, r.json()["operations"])  # type: ignore[attr-defined]
+            wait_operations(self.env.api, self.pid, r.json()["operations"])
 
     @property
     def timelines(self) -> Path:
@@ -95,10 +97,10 @@ class Side:
         used0, image0 = _used(self.timelines), self._image_blocks()
         t0 = time.perf_counter()
         r = self.api("POST", "/branches", json={"branch": {}})
-        wait_operations(self.env.api, self.pid, r.json()["operations"])  # type: ignore[attr-defined]
+        wait_operations(self.env.api, self.pid, r.json()["operations"])
         self.branch_s.append(time.perf_counter() - t0)
         os.sync()
-        branch = r.json()["branch"]["id"]  # type: ignore[attr-defined]
+        branch = r.json()["branch"]["id"]
         if self.name == "pool":
             self.added.append((_used(self.timelines) - used0) / MiB)
             self.image_added.append((self._image_blocks() - image0) / MiB)

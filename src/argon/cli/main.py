@@ -134,7 +134,8 @@ def start(
         err_console.print(f"[red]error:[/red] {exc.message}")
     finally:
         stopped = platform.shutdown()
-        console.print(f"Argon stopped ({stopped} compute(s) shut down).")
+        console.print(f"Argon stopped ({stopped} compute(s) shut down"
+                      f"{platform.pool.stop_note()}).")
 
 
 def _run(coro: Any) -> None:

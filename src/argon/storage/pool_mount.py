@@ -245,6 +245,13 @@ class StoragePool:
                     size_text(new_size))
 
     # -- stop -------------------------------------------------------------------------
+    def stop_note(self) -> str:
+        """What became of the pool at stop, for `Argon stopped (...)`."""
+        if self.kind is not PoolKind.POOL:
+            return ""
+        return "; storage pool unmounted" if self.loop is None else \
+            f"; storage pool stays mounted on {self.mount_point}: still in use"
+
     def release(self) -> bool:
         """Unmount and detach after Argon stopped its computes; True when done.
 

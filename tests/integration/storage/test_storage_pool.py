@@ -161,6 +161,7 @@ def test_restart_kill9_and_reboot_remount_the_pool_with_the_data(pool_env: Argon
         conn.execute("INSERT INTO kept VALUES ('before restarts')")
     # a clean stop unmounts (its computes are stopped) and detaches the loop device
     pool_env.stop()
+    assert "storage pool unmounted)." in pool_env.output()
     assert _pool_mounts(pool_env) == [] and _loops(pool_env) == ()
     assert list((pool_env.home / "timelines").iterdir()) == []   # the empty mount point
     pool_env.start()
