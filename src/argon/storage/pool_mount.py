@@ -160,27 +160,34 @@ class StoragePool:
         if plan.kind is not PoolKind.POOL:
             logger.info("storage pool: %s", plan.kind.value)
             return self.status(plan.note)
-        created = False
+        created = attached = False
         try:
             if Step.CREATE in plan.steps:
                 self._create(size or plan.create_size)
                 created = True
-            self.loop = plan.loop or (self._attach() if Step.ATTACH in plan.steps else None)
+            self.loop = plan.loop
+            if Step.ATTACH in plan.steps:
+                self.loop, attached = self._attach(), True
             if Step.MOUNT in plan.steps:
                 assert self.loop is not None
                 _run("mount", "-t", "xfs", "-o", MOUNT_OPTIONS, self.loop, str(self.mount_point))
             else:   # adopted as it was (Argon was killed): find its device
                 here = mount_at(_mounts(), str(self.mount_point))
                 self.loop = here.source if here else None
-        except ArgonError as exc:
-            if not created:
-                raise   # an existing pool holds the timelines: no start without it
-            self._undo_create()
+        except (ArgonError, OSError) as exc:
+            if attached:
+                subprocess.run(["losetup", "-d", str(self.loop)], check=False, capture_output=True)
+            self.loop = None
+            message = exc.message if isinstance(exc, ArgonError) else str(exc)
+            if not created:   # an existing pool holds the timelines: no start without it
+                raise Unavailable(f"the storage pool {self.image} could not be mounted: "
+                                  f"{message}") from exc
+            self.image.unlink(missing_ok=True)   # made by this start, never mounted: no data
             if mode == "xfs-image":
-                raise
+                raise Unavailable(f"the storage pool could not be set up: {message}") from exc
             self.kind = PoolKind.UNAVAILABLE
-            logger.warning("storage pool: %s", exc.message)
-            return self.status(f"unavailable: it could not be set up ({exc.message}); "
+            logger.warning("storage pool: %s", message)
+            return self.status(f"unavailable: it could not be set up ({message}); "
                                "branches are full copies")
         os.chmod(self.mount_point, 0o711)   # the Postgres account crosses it
         self.grow_if_needed()
@@ -215,12 +222,6 @@ class StoragePool:
             return _run("losetup", "--find", "--show", "--direct-io=on", str(self.image))
         except Unavailable:
             return _run("losetup", "--find", "--show", str(self.image))
-
-    def _undo_create(self) -> None:
-        if self.loop:
-            subprocess.run(["losetup", "-d", self.loop], check=False, capture_output=True)
-        self.loop = None
-        self.image.unlink(missing_ok=True)   # never mounted: it holds no data
 
     # -- growth -----------------------------------------------------------------------
     def grow_if_needed(self) -> int | None:
