@@ -11,7 +11,8 @@ a ~1 GB table, then, alternating between the two:
   ``du`` is exact); for the pool the drop in the pool's free blocks (``statvfs``: shared
   extents counted once) and the growth of the image's allocation on ext4;
 - write TPS: ``pgbench`` tpcb-like (default ``synchronous_commit``, 2 clients) on the
-  default branch through the proxy, the same on both.
+  default branch through the proxy, the same on both; and, to see the storage alone,
+  on a plain cluster run by hand on each filesystem (unix socket, no proxy).
 
     .venv/bin/python bench/storage_pool.py [--runs 5] [--mb 1024] [--seconds 20]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +35,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from argon.pg import choose_install  # noqa: E402
+from argon.pg import choose_install, pg_os_user  # noqa: E402
 from argon.storage.pool import IMAGE_NAME, POOL_DIR  # noqa: E402
 from bench.report import p50, p95, table, write_section  # noqa: E402
 from tests.fixtures.argon_env import (ArgonEnv, kill_leftover_postgres, make_env,  # noqa: E402
@@ -127,6 +129,51 @@ class Side:
         release_pool(self.env.home)
 
 
+class PlainCluster:
+    """A hand-run Postgres in ``root`` (the pool's mount or a directory on ext4)."""
+
+    def __init__(self, name: str, root: Path, port: int) -> None:
+        self.name, self.root, self.port = name, root, port
+        self.install, self.owner = choose_install(), pg_os_user()
+        self.tps: list[float] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.root.mkdir(mode=0o755)
+        self.owner.chown(self.root)
+        pgdata = self.root / "pgdata"
+        subprocess.run([self.install.bin("initdb"), "-D", str(pgdata), "-U", "postgres",
+                        "--no-instructions"], check=True, capture_output=True,
+                       **self.owner.popen_kwargs())
+        self.proc = subprocess.Popen(
+            [self.install.bin("postgres"), "-D", str(pgdata), "-k", str(self.root),
+             "-c", "listen_addresses=", "-c", f"port={self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self.owner.popen_kwargs())
+        for _ in range(100):
+            if (self.root / f".s.PGSQL.{self.port}").exists():
+                break
+            time.sleep(0.1)
+        subprocess.run([*self._pgbench(), "-i", "-s", "10", "-q", "postgres"], check=True,
+                       capture_output=True)
+
+    def _pgbench(self) -> list[str]:
+        return [self.install.bin("pgbench"), "-h", str(self.root), "-p", str(self.port),
+                "-U", "postgres"]
+
+    def pgbench(self, seconds: int) -> None:
+        out = subprocess.run([*self._pgbench(), "-c", "2", "-T", str(seconds), "-n",
+                              "postgres"], check=True, capture_output=True, text=True).stdout
+        m = re.search(r"tps = ([\d.]+)", out)
+        assert m, out
+        self.tps.append(float(m.group(1)))
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(60)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def _used(path: Path) -> int:
     st = os.statvfs(path)
     return (st.f_blocks - st.f_bfree) * st.f_frsize
@@ -168,10 +215,23 @@ def main() -> None:
                 side.branch_once()
                 print(f"[{side.name}] branch {side.branch_s[-1]:.2f} s, "
                       f"+{side.added[-1]:.2f} MiB", flush=True)
+        for side in (copy, pool):
+            side.suspend()   # the computes wake for pgbench; no branch writes meanwhile
+        # plain clusters: one in the pool's mount (a dot name, which storage leaves
+        # alone), one next to the copy home on ext4
+        plain_ext4 = PlainCluster("ext4", copy.env.home.parent / f"{copy.env.home.name}-plain",
+                                  6431)
+        plain_pool = PlainCluster("pool", pool.timelines / ".bench-plain", 6432)
+        for plain in (plain_ext4, plain_pool):
+            stack.callback(plain.close)
+            plain.start()
         for i in range(args.runs):
             for side in (copy, pool) if i % 2 == 0 else (pool, copy):
                 side.pgbench(args.seconds)
                 print(f"[{side.name}] pgbench {side.tps[-1]:.0f} tps", flush=True)
+            for plain in (plain_ext4, plain_pool) if i % 2 == 0 else (plain_pool, plain_ext4):
+                plain.pgbench(args.seconds)
+                print(f"[plain {plain.name}] pgbench {plain.tps[-1]:.0f} tps", flush=True)
     rows = [
         [f"copies on {fs}", f"{copy.data_mb:.0f} MB", f"{p50(copy.branch_s):.2f} s",
          f"{p95(copy.branch_s):.2f} s", f"{p50(copy.added):.0f} MiB", "-",
@@ -182,7 +242,10 @@ def main() -> None:
          f"{p50(pool.tps) / p50(copy.tps):.2f}x"],
     ]
     headers = ["timelines", "database", "branch p50", "branch p95", "disk added p50",
-               f"image growth on {fs} p50", "pgbench tps p50", "tps vs ext4"]
+               f"image growth on {fs} p50", "pgbench tps p50 (Argon)", "tps vs ext4"]
+    plain_rows = [[f"plain {fs}", f"{p50(plain_ext4.tps):.0f}", "1.00x"],
+                  ["XFS image (the pool)", f"{p50(plain_pool.tps):.0f}",
+                   f"{p50(plain_pool.tps) / p50(plain_ext4.tps):.2f}x"]]
     body = "\n".join([
         "## Storage pool: instant branches on an ext4 home (issue 11)", "",
         f"Two Argons in one run on the root filesystem ({fs}), one with `--storage-pool "
@@ -197,10 +260,15 @@ def main() -> None:
         "alternating, through the proxy; the default `synchronous_commit` (every commit "
         "fsyncs, through XFS, the loop device and ext4 for the pool).", "",
         table(headers, rows), "",
+        "The same pgbench on a plain cluster run by hand on each filesystem (unix socket, "
+        "no proxy), alternating with the runs above:", "",
+        table(["filesystem", "pgbench tps p50", "tps vs ext4"], plain_rows), "",
         "Branch runs: copies " + ", ".join(f"{x:.2f}" for x in copy.branch_s) +
         " s; pool " + ", ".join(f"{x:.2f}" for x in pool.branch_s) + " s. TPS runs: "
         "ext4 " + ", ".join(f"{x:.0f}" for x in copy.tps) + "; pool " +
-        ", ".join(f"{x:.0f}" for x in pool.tps) + "."])
+        ", ".join(f"{x:.0f}" for x in pool.tps) + "; plain ext4 " +
+        ", ".join(f"{x:.0f}" for x in plain_ext4.tps) + "; plain pool " +
+        ", ".join(f"{x:.0f}" for x in plain_pool.tps) + "."])
     print(body)
     write_section("storage-pool", "python bench/storage_pool.py " + " ".join(sys.argv[1:]),
                   body)
