@@ -204,6 +204,7 @@ def main() -> None:
     fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", str(root)],
                         capture_output=True, text=True).stdout.strip() or "unknown"
     copy, pool = Side("copy", "off"), Side("pool", "auto")
+    load_before = os.getloadavg()[1]
     with ExitStack() as stack:
         for side in (copy, pool):
             stack.callback(side.close)
@@ -232,6 +233,9 @@ def main() -> None:
             for plain in (plain_ext4, plain_pool) if i % 2 == 0 else (plain_pool, plain_ext4):
                 plain.pgbench(args.seconds)
                 print(f"[plain {plain.name}] pgbench {plain.tps[-1]:.0f} tps", flush=True)
+    load = (f"Load average (5 min) {load_before:.1f} at the start, {os.getloadavg()[1]:.1f} "
+            f"at the end, on {os.cpu_count()} cores shared with other work: single runs "
+            "vary a lot, compare medians.")
     rows = [
         [f"copies on {fs}", f"{copy.data_mb:.0f} MB", f"{p50(copy.branch_s):.2f} s",
          f"{p95(copy.branch_s):.2f} s", f"{p50(copy.added):.0f} MiB", "-",
@@ -268,7 +272,7 @@ def main() -> None:
         "ext4 " + ", ".join(f"{x:.0f}" for x in copy.tps) + "; pool " +
         ", ".join(f"{x:.0f}" for x in pool.tps) + "; plain ext4 " +
         ", ".join(f"{x:.0f}" for x in plain_ext4.tps) + "; plain pool " +
-        ", ".join(f"{x:.0f}" for x in plain_pool.tps) + "."])
+        ", ".join(f"{x:.0f}" for x in plain_pool.tps) + ".", "", load])
     print(body)
     write_section("storage-pool", "python bench/storage_pool.py " + " ".join(sys.argv[1:]),
                   body)
