@@ -96,6 +96,27 @@ def trust_checks(domain: str, state: dict[str, Any], ca_file: Path) -> list[Chec
     return out
 
 
+def pool_check(home: Path) -> Check:
+    """Where the timelines live: the storage pool, a reflink filesystem, or copies."""
+    from argon.storage.drivers import reflink_supported  # noqa: PLC0415
+    from argon.storage.pool import PoolKind, what_to_do  # noqa: PLC0415
+    from argon.storage.pool_mount import describe, host_missing  # noqa: PLC0415
+    pool = describe(home)
+    if pool.kind is PoolKind.POOL:
+        return Check("storage pool", "ok", pool.line())
+    if pool.note:   # the image exists but is not mounted
+        return Check("storage pool", "fail", pool.note, "restart Argon as root")
+    try:
+        if reflink_supported(home / "timelines"):
+            return Check("storage pool", "ok", "none needed: the timelines' filesystem has "
+                                               "reflinks (instant branches)")
+    except OSError:
+        pass   # not allowed to probe this home
+    return Check("storage pool", "warn", "none: branches are full copies",
+                 what_to_do(host_missing()) if host_missing() else
+                 "a new home started as root gets the pool (--storage-pool auto)")
+
+
 def run_checks(home: Path) -> list[Check]:
     try:
         state = json.loads((home / STATE_FILE).read_text())
@@ -103,6 +124,7 @@ def run_checks(home: Path) -> list[Check]:
         return [Check("Argon running", "fail", f"no state in {home}", "argon start")]
     checks = [Check("Argon running", "ok", f"pid {state.get('pid')}, home {home}")]
     checks += port_checks(state)
+    checks.append(pool_check(home))
     domain = state.get("domain")
     if not domain:
         checks.append(Check("Neon-style hosts", "skip",

@@ -28,6 +28,7 @@ from argon.errors import ArgonError, Unavailable
 from argon.home import BOOTSTRAP_KEY_FILE, STATE_FILE, set_private_umask, write_private
 from argon.http_guard import configure_process_guard, process_guard
 from argon.settings import Settings
+from argon.storage.pool_mount import PoolGrower, PoolStatus, StoragePool
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class StartupReport:
     clone_driver: str
     repairs: list[str] = field(default_factory=list)
     metadata: str = ""   # which store, and who leads the reconciler (no password)
+    storage_pool: PoolStatus | None = None
 
 
 def bootstrap_key(services: Services) -> str:
@@ -124,6 +126,8 @@ class Platform:
         self.services: Services | None = None
         self._servers: list[Any] = []
         self._proxy: Any = None
+        self.pool = StoragePool(settings.home)
+        self._pool_grower = PoolGrower(self.pool)
 
     def prepare(self) -> StartupReport:
         """Everything before serving: lock, metadata, repair, bootstrap key, default project."""
@@ -135,6 +139,8 @@ class Platform:
         # Computes, PgBouncers and clients all need descriptors: take what the hard limit
         # allows, and cap HTTP connections so a reserve stays for Postgres clients.
         configure_process_guard(raise_nofile_limit())
+        # Before the storage opens the timelines: they may live in the pool's image.
+        pool = self.pool.ensure(self.settings.storage_pool)
         services = self.services = build_services(self.settings)
         repairs = services.repair()
         key = bootstrap_key(services)
@@ -148,7 +154,7 @@ class Platform:
             docs_url=f"http://{s.listen_host}:{s.api_port}/api/v2/docs",
             pg_port=s.pg_port, http_port=s.http_port, api_key=key,
             default_connection_uri=uri, clone_driver=services.ctx.storage.driver.name,
-            repairs=repairs, metadata=metadata_note(services))
+            repairs=repairs, metadata=metadata_note(services), storage_pool=pool)
 
     async def serve(self, on_ready: Callable[[], None]) -> None:
         assert self.services is not None
@@ -173,6 +179,7 @@ class Platform:
         self._proxy = await start_proxy(services, self.settings)
         services.reconciler.start()
         services.monitoring.start()
+        self._pool_grower.start()
         api_task = asyncio.create_task(api.serve())
         while not api.started:
             if api_task.done():
@@ -235,7 +242,11 @@ class Platform:
             self.services.monitoring.stop()
             stopped = self.services.stop_all_computes()
             self.services.ctx.locks.close()   # another Argon may lead from now on
+        self._pool_grower.stop()
         if self.lock.held:
+            # The computes are stopped: nothing holds the pool (if one would not stop,
+            # the pool stays mounted and the next start adopts it).
+            self.pool.release()
             # only the process that holds the home may remove its state file; a second
             # `argon start` refused by the lock must leave the running one's alone
             (self.settings.home / STATE_FILE).unlink(missing_ok=True)

@@ -40,6 +40,9 @@ class Settings:
     # 443 in the domain mode when Argon may bind it, 0 turns it off.
     https_port: int | None = None
     clone_driver: str = "auto"
+    # Timelines in an XFS (reflink) image when the home has no reflinks (storage/pool.py):
+    # off, auto (when root with loop devices and xfsprogs) or xfs-image (insist).
+    storage_pool: str = "auto"
     default_suspend_timeout: int = DEFAULT_SUSPEND_TIMEOUT
     reconcile_interval: float = 1.0
     # seconds between the monitoring sampler's figures (control/monitoring.py); 0: off

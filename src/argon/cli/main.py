@@ -65,6 +65,11 @@ def start(
                                                    "(0: off; default 443 with a domain "
                                                    "when Argon may bind it).")] = None,
     clone_driver: Annotated[str, typer.Option(help="auto, reflink or copy.")] = "auto",
+    storage_pool: Annotated[str, typer.Option(
+        envvar="ARGON_STORAGE_POOL",
+        help="Timelines in an XFS (reflink) image in the home when its filesystem has no "
+             "reflinks: auto (when root with loop devices and xfsprogs), xfs-image "
+             "(insist) or off (full copies).")] = "auto",
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
     monitoring_interval: Annotated[float, typer.Option(help="Seconds between the monitoring "
                                                        "figures kept per endpoint (0: off).")] = 10.0,
@@ -83,6 +88,8 @@ def start(
             fail(f"{name} must be a port number from 1 to 65535, not {port}")
     if clone_driver not in ("auto", "reflink", "copy"):
         fail("--clone-driver must be auto, reflink or copy")
+    if storage_pool not in ("off", "auto", "xfs-image"):
+        fail("--storage-pool must be off, auto or xfs-image")
     if https_port is not None and not 0 <= https_port <= 65535:
         fail(f"--https-port must be 0 (off) or a port number up to 65535, not {https_port}")
     if neon_style and domain is None:
@@ -93,7 +100,8 @@ def start(
     settings = Settings(home=home.resolve(), listen_host=listen_host, api_port=api_port,
                         pg_port=pg_port, http_port=http_port, domain=domain,
                         https_port=https_port, clone_driver=clone_driver,
-                        monitoring_interval=monitoring_interval, metadata_url=metadata_url)
+                        storage_pool=storage_pool, monitoring_interval=monitoring_interval,
+                        metadata_url=metadata_url)
     platform = Platform(settings)
     try:
         with console.status("preparing the home, metadata and default project..."):
@@ -113,6 +121,11 @@ def start(
         console.print(f"  SQL over HTTP / WebSocket  http://127.0.0.1:{report.http_port}/sql")
         console.print(f"  clone driver {report.clone_driver}")
         console.print(f"  metadata     {report.metadata}")
+        if report.storage_pool is not None:
+            pool = report.storage_pool
+            console.print(f"  storage pool {pool.line()}", markup=False, highlight=False)
+            if pool.note and pool.image is not None:   # a pool home started with off
+                console.print(f"  {pool.note}", markup=False, highlight=False)
         console.print(f"  API key      {report.api_key}   (also in {home}/secrets/bootstrap_api_key)")
         if report.default_connection_uri:
             console.print(f"  default project: {report.default_connection_uri}")
@@ -127,7 +140,8 @@ def start(
         err_console.print(f"[red]error:[/red] {exc.message}")
     finally:
         stopped = platform.shutdown()
-        console.print(f"Argon stopped ({stopped} compute(s) shut down).")
+        console.print(f"Argon stopped ({stopped} compute(s) shut down"
+                      f"{platform.pool.stop_note()}).")
 
 
 def _run(coro: Any) -> None:
@@ -169,6 +183,8 @@ def status(home: HomeOpt, as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
     for k in ("api_url", "docs_url", "postgres_port", "http_port", "domain", "clone_driver",
               "api_key"):
         console.print(f"  {k:<14}{data.get(k)}")
+    if pool := data.get("storage_pool"):
+        console.print(f"  {'storage_pool':<14}{pool['line']}", markup=False, highlight=False)
     for inst in data["postgres"]:
         console.print(f"  postgres      {inst['version']} ({inst['source']}) {inst['bindir']}")
     for p in data["projects"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from argon.control import regions
 from argon.control.context import ControlContext
 from argon.meta import tables as t
 from argon.pg import discover_installs
+from argon.storage.pool_mount import describe as describe_pool
 
 USER_ID = "argon"
 
@@ -49,6 +51,7 @@ class PlatformService:
             "http_port": s.http_port,
             "domain": s.domain,
             "clone_driver": self.ctx.storage.driver.name,
+            "storage_pool": pool_status(s.home),
             "postgres": [{"version": i.full_version, "source": i.source, "bindir": str(i.bindir)}
                          for i in discover_installs()],
             "projects": [{"id": p.id, "name": p.name, "pg_version": p.pg_version,
@@ -60,3 +63,10 @@ class PlatformService:
                                        for b in branches if b.project_id == p.id]}
                          for p in projects],
         }
+
+
+def pool_status(home: Path) -> dict[str, Any]:
+    """The home's storage pool as the kernel sees it now, with the line `argon status`
+    prints."""
+    pool = describe_pool(home)
+    return {**pool.as_dict(), "line": pool.line()}

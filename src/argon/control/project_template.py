@@ -68,6 +68,14 @@ _CHECKPOINT_RECORD_MAX = 512   # a shutdown checkpoint record ends within this
 _CONTROL_TIME_OFFSET = 24
 
 
+def templates_root(timelines: Path) -> Path:
+    """Next to the timelines on their filesystem: inside them when they are a mount of
+    their own (the storage pool), so reflinks reach the templates; the dot keeps the
+    storage's repair away."""
+    return timelines / ".templates" if os.path.ismount(timelines) else \
+        timelines.parent / "templates"
+
+
 class TemplateError(ArgonError):
     """The template's control file is not one this code knows how to re-identify."""
 

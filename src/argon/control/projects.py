@@ -15,7 +15,7 @@ from argon.control.models import (Branch, BranchState, ConnectionUri, Database, 
                                   EndpointSettings, EndpointState, Mutation, Operation,
                                   OperationAction, Page, Project, Role)
 from argon.control.operations import OperationLog
-from argon.control.project_template import ProjectTemplates
+from argon.control.project_template import ProjectTemplates, templates_root
 from argon.control.requests import ProjectCreate, ProjectUpdate
 from argon.control.rows import (branch_from_row, database_from_row, endpoint_from_row,
                                 project_from_row, role_from_row)
@@ -171,7 +171,7 @@ class ProjectService:
     def _templates(self) -> ProjectTemplates:
         if self._project_templates is None:
             storage = self.ctx.storage
-            self._project_templates = ProjectTemplates(storage.root.parent / "templates",
+            self._project_templates = ProjectTemplates(templates_root(storage.root),
                                                        storage.driver, self.ctx.owner)
         return self._project_templates
 
