@@ -27,6 +27,7 @@ class TargetKind(StrEnum):
     IMMEDIATE = "immediate"   # stop as soon as the data is consistent (a fresh branch)
     LSN = "lsn"               # issue 5: branch at a past LSN
     TIME = "time"             # issue 5: branch at a past time
+    END = "end"               # replay all archived WAL of ``timeline`` (disaster recovery)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ def restore_command(dirs: tuple[Path, ...]) -> str:
 
 
 def _target_lines(target: RecoveryTarget) -> list[str]:
+    if target.kind is TargetKind.END:
+        # no target: recovery ends (and promotes) where the archive ends; the timeline
+        # is named, as 'latest' could follow an ancestor's newer Postgres timeline
+        return [f"recovery_target_timeline = {quote_conf(str(target.timeline or 'latest'))}"]
     if target.kind is TargetKind.IMMEDIATE:
         lines = ["recovery_target = 'immediate'"]
     elif target.kind is TargetKind.LSN:
