@@ -57,6 +57,8 @@ class PlatformCollector(Collector):
         if proxy:
             yield from _proxy_families(proxy)
         yield from _http_guard_families()
+        from argon.storage.objectstore.archive_status import wal_archive_families  # noqa: PLC0415
+        yield from wal_archive_families(self.services.ctx.storage)
 
 
 def _replica_families(lags: dict[str, Any]) -> Iterator[Any]:

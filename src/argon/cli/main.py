@@ -68,6 +68,11 @@ def start(
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
     monitoring_interval: Annotated[float, typer.Option(help="Seconds between the monitoring "
                                                        "figures kept per endpoint (0: off).")] = 10.0,
+    object_store: Annotated[str | None, typer.Option(
+        "--object-store", envvar="ARGON_OBJECT_STORE",
+        help="s3://bucket/prefix: archive every timeline's WAL to this S3-compatible bucket "
+             "too (endpoint, region, credentials from AWS_ENDPOINT_URL, AWS_REGION, "
+             "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).")] = None,
 ) -> None:
     """Start Argon in the foreground; Ctrl-C or SIGTERM stops everything cleanly."""
     from argon.home import set_private_umask  # noqa: PLC0415
@@ -89,7 +94,8 @@ def start(
     settings = Settings(home=home.resolve(), listen_host=listen_host, api_port=api_port,
                         pg_port=pg_port, http_port=http_port, domain=domain,
                         https_port=https_port, clone_driver=clone_driver,
-                        monitoring_interval=monitoring_interval)
+                        monitoring_interval=monitoring_interval,
+                        object_store_url=object_store or None)
     platform = Platform(settings)
     try:
         with console.status("preparing the home, metadata and default project..."):
@@ -108,6 +114,10 @@ def start(
         console.print(f"  Postgres     127.0.0.1:{report.pg_port} (proxy)")
         console.print(f"  SQL over HTTP / WebSocket  http://127.0.0.1:{report.http_port}/sql")
         console.print(f"  clone driver {report.clone_driver}")
+        if settings.object_store_url:
+            from argon.storage.objectstore.bucket import bucket_endpoint  # noqa: PLC0415
+            console.print(f"  WAL archive  {settings.object_store_url} at {bucket_endpoint()} "
+                          "(each timeline's wal/ is kept as a local cache)")
         console.print(f"  API key      {report.api_key}   (also in {home}/secrets/bootstrap_api_key)")
         if report.default_connection_uri:
             console.print(f"  default project: {report.default_connection_uri}")

@@ -19,6 +19,11 @@ from pathlib import Path
 
 from argon.errors import InvalidInput
 from argon.pg import Lsn, OsUser
+from argon.storage.objectstore.wal_commands import (
+    BucketWal,
+    bucket_archive_command,
+    bucket_restore_command,
+)
 
 CONF_NAME = "argon.storage.conf"
 
@@ -51,6 +56,7 @@ class StorageConf:
     archive_dir: Path                       # this timeline's wal/
     restore_dirs: tuple[Path, ...]          # this timeline's wal/, then ancestors' (nearest first)
     recovery_target: RecoveryTarget | None = None
+    bucket: BucketWal | None = None         # also archive to / restore from a bucket
 
 
 def quote_conf(value: str) -> str:
@@ -92,6 +98,8 @@ def _target_lines(target: RecoveryTarget) -> list[str]:
 
 
 def render_storage_conf(conf: StorageConf) -> str:
+    if conf.bucket is not None:
+        return _render_with_bucket(conf)
     lines = [
         "# Written by Argon storage; rewritten on every branch/recovery change. Do not edit.",
         "archive_mode = on",
@@ -99,6 +107,22 @@ def render_storage_conf(conf: StorageConf) -> str:
         "archive_library = 'basic_archive'",
         f"basic_archive.archive_directory = {quote_conf(str(conf.archive_dir))}",
         f"restore_command = {quote_conf(restore_command(conf.restore_dirs))}",
+    ]
+    if conf.recovery_target is not None:
+        lines.append("# one-shot: removed once the branch's first recovery has finished")
+        lines.extend(_target_lines(conf.recovery_target))
+    return "\n".join(lines) + "\n"
+
+
+def _render_with_bucket(conf: StorageConf) -> str:
+    assert conf.bucket is not None
+    lines = [
+        "# Written by Argon storage; rewritten on every branch/recovery change. Do not edit.",
+        "archive_mode = on",
+        "archive_library = ''",
+        f"archive_command = {quote_conf(bucket_archive_command(conf.bucket, conf.archive_dir))}",
+        f"archive_timeout = {conf.bucket.archive_timeout}",
+        f"restore_command = {quote_conf(bucket_restore_command(conf.bucket, conf.restore_dirs))}",
     ]
     if conf.recovery_target is not None:
         lines.append("# one-shot: removed once the branch's first recovery has finished")

@@ -159,12 +159,15 @@ class Bucket:
 
     def where(self) -> str:
         """The endpoint in words, for messages: never a credential."""
-        return self.endpoint or f"AWS S3 ({self.region})"
+        return bucket_endpoint({"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region})
 
     # --- writes -------------------------------------------------------------------------
 
-    def put_file(self, key: str, path: Path) -> None:
-        """Upload ``path`` to ``key``; the object is complete and durable once this returns."""
+    def put_file(self, key: str, path: Path, *, create_only: bool = False) -> None:
+        """Upload ``path`` to ``key``; the object is complete and durable once this returns.
+
+        ``create_only``: fail with kind ``conflict`` if ``key`` exists (one conditional
+        PUT, so the file goes up in a single request whatever its size)."""
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
             try:
@@ -172,7 +175,8 @@ class Bucket:
                     self._store,
                     key,
                     f,
-                    use_multipart=size > SINGLE_PUT_LIMIT,
+                    mode="create" if create_only else "overwrite",
+                    use_multipart=size > SINGLE_PUT_LIMIT and not create_only,
                     chunk_size=PART_SIZE,
                     max_concurrency=4,
                 )
@@ -328,3 +332,11 @@ def bucket_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     process that talks to the bucket on Argon's behalf needs to be given."""
     env = os.environ if env is None else env
     return {k: env[k] for k in AWS_VARIABLES if env.get(k)}
+
+
+def bucket_endpoint(env: Mapping[str, str] | None = None) -> str:
+    """Where the bucket is, in words (for start-up output and messages)."""
+    env = os.environ if env is None else env
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    return endpoint or f"AWS S3 ({region})"
