@@ -158,6 +158,8 @@ class Platform:
         self._proxy = await start_proxy(services, self.settings)
         services.reconciler.start()
         services.monitoring.start()
+        if services.ctx.storage.snapshot_sync is not None:   # snapshots to the bucket
+            services.ctx.storage.snapshot_sync.start()
         api_task = asyncio.create_task(api.serve())
         while not api.started:
             if api_task.done():
@@ -218,6 +220,8 @@ class Platform:
         if self.services is not None:
             self.services.reconciler.stop()
             self.services.monitoring.stop()
+            if self.services.ctx.storage.snapshot_sync is not None:
+                self.services.ctx.storage.snapshot_sync.stop()
             stopped = self.services.stop_all_computes()
         if self.lock.held:
             # only the process that holds the home may remove its state file; a second

@@ -73,6 +73,9 @@ def start(
         help="s3://bucket/prefix: archive every timeline's WAL to this S3-compatible bucket "
              "too (endpoint, region, credentials from AWS_ENDPOINT_URL, AWS_REGION, "
              "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).")] = None,
+    metadata_url: Annotated[str | None, typer.Option(
+        "--metadata-url", envvar="ARGON_METADATA_URL",
+        help="Metadata database URL (default: SQLite in the home).")] = None,
 ) -> None:
     """Start Argon in the foreground; Ctrl-C or SIGTERM stops everything cleanly."""
     from argon.home import set_private_umask  # noqa: PLC0415
@@ -95,7 +98,8 @@ def start(
                         pg_port=pg_port, http_port=http_port, domain=domain,
                         https_port=https_port, clone_driver=clone_driver,
                         monitoring_interval=monitoring_interval,
-                        object_store_url=object_store or None)
+                        object_store_url=object_store or None,
+                        metadata_url=metadata_url or None)
     platform = Platform(settings)
     try:
         with console.status("preparing the home, metadata and default project..."):
@@ -700,6 +704,11 @@ def local_door(
     run(LocalArgs(home, api_url, api_key, project_id, branch_id, parent_branch_id,
                   env_bool(delete_branch, True), git_dir or default_git_dir(), state_dir,
                   host, port, sql_url, not no_tls))
+
+
+from argon.cli.recover import recover as _recover  # noqa: E402 - beside its siblings
+
+app.command("recover")(_recover)
 
 
 def main() -> None:

@@ -94,6 +94,7 @@ def recover_home(settings: Settings, store: ReadStore, object_store_url: str,
     from argon.control.services import prepare_home   # noqa: PLC0415 - heavy imports
     from argon.pg import pg_os_user   # noqa: PLC0415
     from argon.storage import Storage, detect_clone_driver   # noqa: PLC0415
+    from argon.storage.objectstore.kit import prepare_bucket_wal   # noqa: PLC0415
 
     progress = progress or RecoverProgress()
     started = time.monotonic()
@@ -132,6 +133,8 @@ def recover_home(settings: Settings, store: ReadStore, object_store_url: str,
     owner = pg_os_user()
     driver = detect_clone_driver(settings.home / "timelines", settings.clone_driver)
     storage = Storage(settings.home / "timelines", driver, owner)
+    # the recovered data directories' restore_command falls back to the bucket
+    storage.bucket_wal = prepare_bucket_wal(settings.home, object_store_url, owner)
     for tl in order:
         progress.timeline(tl, wanted[tl].branch)
         done: RestoredTimeline = restore_timeline(store, storage, tl, progress.bytes)
@@ -144,7 +147,8 @@ def recover_home(settings: Settings, store: ReadStore, object_store_url: str,
 
 
 def _record_bytes(store: ReadStore, timeline_id: str) -> int:
-    total = 0
+    """Bytes to download for a timeline: its snapshots' files and its WAL."""
+    total = sum(o.size for o in store.list(f"timelines/{timeline_id}/wal/"))
     for obj in store.list(timeline_prefix(timeline_id)):
         if snapshot_of_key(obj.key) is not None:
             record = SnapshotRecord.from_json(json.loads(store.get_bytes(obj.key)))

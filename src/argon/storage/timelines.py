@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -56,6 +57,9 @@ from argon.storage.durability import syncfs
 
 logger = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from argon.storage.objectstore.snapshot_sync import SnapshotSync
+
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _MAX_ANCESTRY = 10_000
 
@@ -63,6 +67,8 @@ _MAX_ANCESTRY = 10_000
 class Storage(HistoryMixin):
     # Set at start with --object-store: WAL also goes to (and comes back from) a bucket.
     bucket_wal: BucketWal | None = None
+    # Set at start with --object-store: snapshots are copied to the bucket in the background.
+    snapshot_sync: SnapshotSync | None = None
 
     def __init__(self, root: Path, driver: CloneDriver, owner: OsUser,
                  reserve: space.SpaceReserve | None = None) -> None:

@@ -1,11 +1,11 @@
 """Rebuilding a timeline on an empty disk from the bucket (``argon recover``).
 
-For one timeline: its manifest and samples, every snapshot record the bucket holds
-(downloaded, so that past points stay reachable with the local history code), an empty
-WAL archive, and a data directory cloned from the newest snapshot the chain allows,
-with ``recovery.signal`` and a target that makes the first start replay the archived
-WAL (which the restore_command fetches from the bucket) to its end.  Ancestors must be
-restored first: the chain's snapshots are read from the local disk.
+For one timeline: its manifest and samples, every snapshot the bucket holds and its
+whole WAL archive (downloaded, so that past points stay reachable with the local history
+code, as before the disaster), and a data directory cloned from the newest snapshot the
+chain allows, with ``recovery.signal`` and a target that makes the first start replay
+the archived WAL to its end.  Ancestors must be restored first: the chain's snapshots
+are read from the local disk.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from argon.errors import ArgonError, InvalidInput, NotFound
-from argon.pg import Lsn
+from argon.pg import Lsn, OsUser
 from argon.storage.conf import RecoveryTarget, TargetKind, write_storage_conf
 from argon.storage.manifest import TimelineManifest, TimelineState, write_manifest
-from argon.storage.objectstore.snapshot_files import BlobStore, download_tree
+from argon.storage.objectstore.snapshot_files import TRANSFER_THREADS, BlobStore, download_tree
 from argon.storage.objectstore.snapshot_plan import (
     SECRETS_PREFIX,
     SnapshotRecord,
@@ -37,7 +38,7 @@ from argon.storage.pitr import PointInTime, choose_snapshot
 from argon.storage.snapshots import SAMPLES_NAME, publish, snapshot_pgdata, staging_dir
 from argon.storage.tree import CloneRules, clone_tree
 from argon.storage.wal import is_history_name
-from argon.storage.durability import syncfs
+from argon.storage.durability import fsync_dir, syncfs
 
 if TYPE_CHECKING:
     from argon.storage.timelines import Storage
@@ -114,6 +115,7 @@ def restore_timeline(store: ReadStore, storage: Storage, timeline_id: str,
     if tdir.exists():
         raise InvalidInput(f"{tdir} exists already: recover into an empty home")
     tdir.mkdir(mode=0o711)
+    os.chmod(tdir, 0o711)   # mkdir obeys the private umask; the Postgres account crosses it
     write_manifest(tdir, replace(manifest, state=TimelineState.CREATING))
     storage._make_owned_dir(tdir / "wal")  # noqa: SLF001 - storage's own helper
     keys = [o.key for o in store.list(timeline_prefix(timeline_id))]
@@ -141,6 +143,7 @@ def restore_timeline(store: ReadStore, storage: Storage, timeline_id: str,
         raise NotFound(f"no snapshot of timeline {timeline_id} or its ancestors is in the "
                        "bucket: it cannot be recovered")
     wal_keys = [o.key for o in store.list(f"timelines/{timeline_id}/wal/")]
+    _download_wal(store, wal_keys, tdir / "wal", storage.owner, counted)
     target = first_start_target(manifest, own_pg_timelines(wal_keys, timeline_id),
                                 start.pg_timeline)
     pgdata = tdir / "pgdata"
@@ -156,6 +159,35 @@ def restore_timeline(store: ReadStore, storage: Storage, timeline_id: str,
                 start.lsn, _describe(target))
     return RestoredTimeline(timeline_id, len(records), downloaded,
                             f"{start.timeline_id}@{start.lsn}", _describe(target))
+
+
+def _download_wal(store: ReadStore, keys: list[str], archive: Path, owner: OsUser,
+                  progress: Callable[[int], None]) -> None:
+    """The timeline's whole WAL archive back on disk before any compute starts.
+
+    Not only for speed: restore_command searches every local archive of the chain before
+    the bucket, and Postgres timeline numbers repeat across Argon timelines (a parent
+    recovered here promotes to 2 while its child's own 2 is only in the bucket), so a
+    timeline whose own archive were left in the bucket could replay its parent's files.
+    """
+    def one(key: str) -> int:
+        name = key.rsplit("/", 1)[1]
+        data = store.get_bytes(key)
+        tmp = archive / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        owner.chown(tmp)
+        os.rename(tmp, archive / name)
+        return len(data)
+
+    with ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="wal-down") as pool:
+        for n in pool.map(one, keys):
+            progress(n)
+    fsync_dir(archive)
 
 
 def _describe(target: RecoveryTarget) -> str:

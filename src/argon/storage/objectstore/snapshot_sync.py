@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -199,6 +199,8 @@ class SnapshotSync:
         pending = pending_snapshots(local, {tl: set(r) for tl, r in state.records.items()})
         self.status.backlog = len(pending)
         for snap in pending:
+            if self._stop.is_set():
+                return self.status   # stopping: the rest goes up at the next start
             self._upload_snapshot(state, snap)
             self.status.backlog -= 1
         self.status.passes += 1
@@ -371,3 +373,38 @@ class SnapshotSync:
             except OSError:
                 continue
         return DEFAULT_SEGMENT_SIZE
+
+
+def metric_families(status: SyncStatus) -> Iterator[Any]:
+    """/metrics: the snapshot upload's backlog and totals since start."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
+
+    yield GaugeMetricFamily("argon_object_store_snapshot_backlog",
+                            "Snapshots not yet in the bucket (at the last pass)",
+                            value=status.backlog)
+    yield GaugeMetricFamily("argon_object_store_snapshots_in_sync",
+                            "1 when the last pass left nothing to upload", value=int(status.in_sync))
+    yield CounterMetricFamily("argon_object_store_snapshot_passes",
+                              "Upload passes finished", value=status.passes)
+    yield CounterMetricFamily("argon_object_store_snapshots_uploaded",
+                              "Snapshots uploaded", value=status.snapshots_uploaded)
+    yield CounterMetricFamily("argon_object_store_snapshot_chunks_uploaded",
+                              "Chunks uploaded (new content)", value=status.chunks_uploaded)
+    yield CounterMetricFamily("argon_object_store_snapshot_chunks_reused",
+                              "Chunks already in the bucket", value=status.chunks_reused)
+    yield CounterMetricFamily("argon_object_store_snapshot_bytes_uploaded",
+                              "Raw bytes of the chunks uploaded", value=status.bytes_uploaded)
+    yield CounterMetricFamily("argon_object_store_gc_deleted",
+                              "Bucket objects deleted by the GC", value=status.gc_deleted)
+    yield GaugeMetricFamily("argon_object_store_snapshot_upload_failing",
+                            "1 while the last pass failed", value=int(status.last_error is not None))
+
+
+def attach_snapshot_sync(storage: Storage, url: str, secrets_dir: Path) -> SnapshotSync:
+    """Give ``storage`` a snapshot uploader for the bucket at ``url`` (started by the
+    platform with ``start()``, so that only a serving Argon uploads)."""
+    from argon.storage.objectstore.bucket import Bucket  # noqa: PLC0415 - obstore import
+
+    sync = SnapshotSync(Bucket(url), storage, secrets_dir)
+    storage.snapshot_sync = sync
+    return sync
