@@ -1,4 +1,5 @@
-"""The bucket snapshot planner: keys, records, chunk uploads, pending snapshots, GC."""
+"""The bucket snapshot planner: keys, records, chunk uploads, pending snapshots, GC, and
+where a recovered timeline's first start stops."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from argon.errors import InvalidInput
 from argon.pg import Lsn
+from argon.storage.conf import TargetKind
+from argon.storage.manifest import BranchPoint, TimelineManifest, TimelineState
 from argon.storage.objectstore.snapshot_plan import (
     CHUNK_SIZE,
     BucketListing,
@@ -25,6 +28,8 @@ from argon.storage.objectstore.snapshot_plan import (
     timeline_manifest_key,
     timeline_of_key,
 )
+from argon.storage.objectstore.snapshot_restore import first_start_target, own_pg_timelines
+from argon.storage.objectstore.snapshot_sync import wal_segment_of_key
 from argon.storage.snapshots import Snapshot
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -228,3 +233,56 @@ def test_gc_never_deletes_a_blob_a_kept_record_needs(mask: int) -> None:
     deleted = {blob_of_key(k) for k in plan.blobs}
     assert not deleted & kept_refs
     assert deleted | kept_refs == {h(b) for b in (range(1, 7) if mask & 8 else range(1, 6))}
+
+
+# -- the first start of a recovered timeline ---------------------------------------------------
+
+
+
+def manifest(bp: BranchPoint | None, pending: bool = False, exact: bool = True
+             ) -> TimelineManifest:
+    return TimelineManifest("tl", "parent" if bp else None, bp, TimelineState.READY, "copy",
+                            T0, recovery_pending=pending, branch_lsn_exact=exact)
+
+
+def test_wal_keys_name_their_timeline_and_segment() -> None:
+    assert wal_segment_of_key("timelines/tl/wal/000000020000000000000011") == \
+        ("tl", "000000020000000000000011")
+    assert wal_segment_of_key("timelines/tl/wal/000000020000000000000011.partial") == \
+        ("tl", "000000020000000000000011")
+    assert wal_segment_of_key("timelines/tl/wal/00000002.history") is None
+    assert wal_segment_of_key("snapshots/timelines/tl/manifest.json") is None
+
+
+def test_own_pg_timelines_reads_segments_and_history_files() -> None:
+    keys = ["timelines/a/wal/000000010000000000000003",
+            "timelines/a/wal/00000003.history",
+            "timelines/a/wal/000000020000000000000004.partial",
+            "timelines/a/wal/000000010000000000000003.00000028.backup",
+            "timelines/b/wal/000000090000000000000001"]
+    assert own_pg_timelines(keys, "a") == {1, 2, 3}
+    assert own_pg_timelines(keys, "c") == set()
+
+
+def test_a_root_replays_to_the_end_of_its_newest_timeline() -> None:
+    t = first_start_target(manifest(None), {1, 2}, 1)
+    assert t.kind is TargetKind.END and t.timeline == 2
+    t = first_start_target(manifest(None), set(), 1)   # nothing archived: the snapshot's
+    assert t.kind is TargetKind.END and t.timeline == 1
+
+
+def test_a_promoted_branch_replays_its_own_timeline() -> None:
+    bp = BranchPoint(Lsn(0x1100120), 1, T0)
+    t = first_start_target(manifest(bp), {2}, 1)
+    assert t.kind is TargetKind.END and t.timeline == 2
+
+
+@pytest.mark.parametrize("pending,own", [(True, {2}), (True, set()), (False, set())])
+def test_a_branch_that_never_promoted_stops_at_its_branch_point(
+        pending: bool, own: set[int]) -> None:
+    bp = BranchPoint(Lsn(0x1100120), 1, T0)
+    t = first_start_target(manifest(bp, pending=pending), own, 1)
+    assert t.kind is TargetKind.LSN and t.lsn == Lsn(0x1100120) and t.timeline == 1
+    assert not t.inclusive
+    t = first_start_target(manifest(bp, pending=pending, exact=False), own, 1)
+    assert t.kind is TargetKind.TIME and t.time == T0 and t.timeline == 1
