@@ -32,12 +32,17 @@ ARCHIVE_TIMEOUT = 3   # seconds: keeps the tests short; the default is 60
 
 
 @pytest.fixture
+def archive_timeout() -> int:
+    return ARCHIVE_TIMEOUT
+
+
+@pytest.fixture
 def bucket_argon(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch,
-                 request: pytest.FixtureRequest) -> Iterator[ArgonEnv]:
+                 request: pytest.FixtureRequest, archive_timeout: int) -> Iterator[ArgonEnv]:
     """Argon started with --object-store on a fresh bucket (AWS_* in its environment)."""
     for k, v in object_store.env.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setenv("ARGON_WAL_ARCHIVE_TIMEOUT", str(ARCHIVE_TIMEOUT))
+    monkeypatch.setenv("ARGON_WAL_ARCHIVE_TIMEOUT", str(archive_timeout))
     env = make_env(request.node.name[:24], ["--object-store", object_store.url])
     env.start()
     try:
@@ -107,6 +112,7 @@ def _pg_bindir() -> Path:
 def test_every_acknowledged_commit_is_in_the_bucket_after_kill9_of_argon_and_compute(
         bucket_argon: ArgonEnv, object_store: ObjectStore, tmp_path: Path) -> None:
     env = bucket_argon
+    assert f"WAL archive  {object_store.url} at {object_store.server.endpoint}" in env.output()
     created = new_project(env, "durable")
     pid, main = created["project"]["id"], created["branch"]["id"]
     tl = timeline_of(env, main)
@@ -140,6 +146,28 @@ def test_every_acknowledged_commit_is_in_the_bucket_after_kill9_of_argon_and_com
     # And every acknowledged transaction's COMMIT record is in it.
     missing = set(acked) - commits_in(segments, _pg_bindir() / "pg_waldump")
     assert not missing, f"{len(missing)} acknowledged commits not in the bucket's WAL"
+
+
+# archive_timeout off: only the clean stop finishes the segment (Postgres switches WAL at a
+# shutdown when archiving is on, and its archiver's last cycle uploads it)
+@pytest.mark.parametrize("archive_timeout", [0])
+def test_a_suspended_compute_leaves_no_commit_only_on_the_host_disk(
+        bucket_argon: ArgonEnv, object_store: ObjectStore) -> None:
+    env = bucket_argon
+    created = new_project(env, "suspend")
+    pid, main = created["project"]["id"], created["branch"]["id"]
+    ep = created["endpoints"][0]["id"]
+    tl = timeline_of(env, main)
+    with connect(env, pid, main) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        seg = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+        assert seg is not None
+    assert seg[0] not in bucket_wal(object_store, tl)   # a partly filled segment
+    r = env.api("POST", f"/projects/{pid}/endpoints/{ep}/suspend")
+    assert r.status_code == 200, r.text
+    wait_for("the suspended compute's last segment in the bucket",
+             lambda: seg[0] in bucket_wal(object_store, tl), timeout=15)
 
 
 def test_bucket_outage_delays_archiving_without_losing_wal_or_clients(

@@ -38,3 +38,4 @@ def use_object_store(storage: Storage, home: Path, url: str) -> ArchiveWatch:
     watch = ArchiveWatch(storage.root, storage.bucket_wal.status_dir, url)
     watch.start()
     return watch
+
