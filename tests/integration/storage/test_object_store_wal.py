@@ -24,7 +24,7 @@ import pytest
 
 from argon.pg import choose_install
 from argon.storage.wal import is_segment_name
-from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
+from tests.fixtures.argon_env import ArgonEnv, make_env, running_env
 from tests.fixtures.object_store import ObjectStore
 from tests.integration.core.helpers import connect, new_project
 
@@ -43,13 +43,8 @@ def bucket_argon(object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch,
     for k, v in object_store.env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("ARGON_WAL_ARCHIVE_TIMEOUT", str(archive_timeout))
-    env = make_env(request.node.name[:24], ["--object-store", object_store.url])
-    env.start()
-    try:
+    with running_env(request.node.name[:24], ["--object-store", object_store.url]) as env:
         yield env
-    finally:
-        env.stop()
-        kill_leftover_postgres(env.home)
 
 
 def timeline_of(env: ArgonEnv, branch_id: str) -> str:
