@@ -100,15 +100,13 @@ def commits_in(segments: list[Path], waldump: Path) -> set[int]:
     return xids
 
 
-def _pg_bindir() -> Path:
-    return choose_install(None).bindir
-
-
+@pytest.mark.parametrize("pg_version", [18, 15])
 def test_every_acknowledged_commit_is_in_the_bucket_after_kill9_of_argon_and_compute(
-        bucket_argon: ArgonEnv, object_store: ObjectStore, tmp_path: Path) -> None:
+        bucket_argon: ArgonEnv, object_store: ObjectStore, tmp_path: Path,
+        pg_version: int) -> None:
     env = bucket_argon
     assert f"WAL archive  {object_store.url} at {object_store.server.endpoint}" in env.output()
-    created = new_project(env, "durable")
+    created = new_project(env, "durable", pg_version=pg_version)
     pid, main = created["project"]["id"], created["branch"]["id"]
     tl = timeline_of(env, main)
     acked: list[int] = []
@@ -139,8 +137,15 @@ def test_every_acknowledged_commit_is_in_the_bucket_after_kill9_of_argon_and_com
             (tmp_path / name).write_bytes(data)
             segments.append(tmp_path / name)
     # And every acknowledged transaction's COMMIT record is in it.
-    missing = set(acked) - commits_in(segments, _pg_bindir() / "pg_waldump")
+    missing = set(acked) - commits_in(segments, choose_install(pg_version).bin("pg_waldump"))
     assert not missing, f"{len(missing)} acknowledged commits not in the bucket's WAL"
+    # The credentials are in the Postgres account's 0600 file only: not in any
+    # configuration, log or data file of the home.
+    secret = object_store.env["AWS_SECRET_ACCESS_KEY"].encode()
+    holders = [p.relative_to(env.home) for p in env.home.rglob("*")
+               if p.is_file() and not p.is_symlink() and secret in p.read_bytes()]
+    assert holders == [Path("objectstore/credentials")]
+    assert (env.home / "objectstore/credentials").stat().st_mode & 0o777 == 0o600
 
 
 # archive_timeout off: only the clean stop finishes the segment (Postgres switches WAL at a
