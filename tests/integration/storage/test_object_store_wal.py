@@ -254,7 +254,8 @@ def test_branch_at_a_past_time_replays_wal_from_the_bucket_when_local_copies_are
     logs = "".join(p.read_text(errors="replace") for p in (env.home / "logs").glob("ep-*.log"))
     restored = {p.name for p in removed if f'restored log file "{p.name}" from archive' in logs}
     assert restored, "no removed segment was restored from the bucket"
-    assert not any((local / name).exists() for name in restored)
+    # ... and put them back into the local archive, the cache the next branch reads first
+    assert all((local / name).is_file() for name in restored)
 
 
 def test_start_refuses_an_unreachable_bucket_with_what_to_check(

@@ -151,6 +151,8 @@ def test_fetch_takes_the_nearest_timeline_that_has_the_file(object_store: Object
     dest = tmp_path / "RECOVERYXLOG"
     assert fetch(bw.url, bw.credentials, SEG, dest, [child, archive]) == 0
     assert dest.read_bytes() == b"parent's"
+    assert (archive / SEG).read_bytes() == b"parent's"   # the local cache is filled again
+    (archive / SEG).unlink()
     bucket.put_bytes(wal_key("tl-b", SEG), b"child's")
     assert fetch(bw.url, bw.credentials, SEG, dest, [child, archive]) == 0
     assert dest.read_bytes() == b"child's"

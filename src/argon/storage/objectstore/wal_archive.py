@@ -13,7 +13,8 @@ on the same timeline, and overwriting would destroy history.  Each run records i
 outcome in ``<status-dir>/<timeline>.json`` for Argon's metrics and log.
 
 ``fetch %f %p dir...``: the local archives were already searched by the shell; try the
-same timelines' prefixes in the bucket, nearest first.  Exit 1 when no copy is found or
+same timelines' prefixes in the bucket, nearest first, and put what was found back into
+that timeline's local archive (the cache).  Exit 1 when no copy is found or
 the bucket cannot be reached (Postgres then treats the file as absent: recovery ends at
 what it has, and a recovery target not reached yet is a fatal error, not a silent loss).
 """
@@ -151,13 +152,26 @@ def fetch(url: str, credentials: Path, name: str, dest: Path, dirs: Sequence[Pat
             key = wal_key(timeline_of(d), name)
             try:
                 bucket.get_file(key, dest)
-                return 0
             except ObjectStoreError as exc:
                 if exc.kind != "not_found":
                     raise
+                continue
+            _refill_cache(dest, d, name)
+            return 0
     except ObjectStoreError as exc:
         print(f"argon wal fetch: {name}: {exc.message}", file=sys.stderr)
     return 1
+
+
+def _refill_cache(fetched: Path, archive_dir: Path, name: str) -> None:
+    """Put the fetched file back into the local archive it was missing from (the cache
+    the next branch reads first); the local GC removes it again by its own rules."""
+    if not archive_dir.is_dir():
+        return
+    try:
+        copy_to_local_archive(fetched, archive_dir, name)
+    except (ObjectStoreError, OSError) as exc:
+        print(f"argon wal fetch: {name} not cached in {archive_dir}: {exc}", file=sys.stderr)
 
 
 def check(url: str, credentials: Path) -> int:
