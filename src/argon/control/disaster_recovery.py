@@ -135,9 +135,10 @@ def recover_home(settings: Settings, store: ReadStore, object_store_url: str,
     storage = Storage(settings.home / "timelines", driver, owner)
     # the recovered data directories' restore_command falls back to the bucket
     storage.bucket_wal = prepare_bucket_wal(settings.home, object_store_url, owner)
+    cache: dict[str, bytes] = {}   # small chunks: most are shared by every project
     for tl in order:
         progress.timeline(tl, wanted[tl].branch)
-        done: RestoredTimeline = restore_timeline(store, storage, tl, progress.bytes)
+        done: RestoredTimeline = restore_timeline(store, storage, tl, progress.bytes, cache)
         summary.timelines.append({"branch": wanted[tl].branch, **asdict(done)})
         summary.bytes_downloaded += done.bytes
     summary.seconds = round(time.monotonic() - started, 3)

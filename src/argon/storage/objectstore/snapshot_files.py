@@ -35,7 +35,9 @@ from argon.storage.objectstore.snapshot_plan import (
 logger = logging.getLogger(__name__)
 
 ZSTD_LEVEL = 3
-TRANSFER_THREADS = 4   # obstore and zstd release the GIL: a few transfers in flight
+TRANSFER_THREADS = 4    # uploads: obstore and zstd release the GIL, compression is CPU
+DOWNLOAD_THREADS = 16   # downloads of a pgdata are mostly small files: latency-bound
+SMALL_CHUNK = 1024 * 1024   # chunks up to this size are kept for repeats in one recovery
 
 
 class BlobStore(Protocol):
@@ -102,10 +104,15 @@ def upload_chunks(store: BlobStore, root: Path, chunks: Iterable[ChunkUpload],
 
 
 def download_tree(store: BlobStore, record: SnapshotRecord, dest: Path, owner: OsUser | None,
-                  progress: Callable[[int], None] = lambda n: None) -> None:
+                  progress: Callable[[int], None] = lambda n: None,
+                  cache: dict[str, bytes] | None = None) -> None:
     """Rebuild ``dest`` (which must not exist) from a snapshot record: directories and
     modes as recorded, files chunk by chunk (each chunk checked against its digest),
-    everything handed to the Postgres account, then fsynced."""
+    everything handed to the Postgres account.  Not fsynced file by file: the caller
+    syncs the filesystem once (``syncfs``) before the result is marked ready.
+
+    ``cache`` (digest -> bytes) keeps small chunks for the other snapshots of the same
+    recovery, which share most catalog files."""
     dest.mkdir(mode=0o700)
     chown = owner is not None and os.geteuid() == 0 and owner.uid != 0
     for e in record.entries:
@@ -125,10 +132,14 @@ def download_tree(store: BlobStore, record: SnapshotRecord, dest: Path, owner: O
 
     def one(job: tuple[FileEntry, int, str]) -> int:
         e, i, digest = job
-        data = zstandard.ZstdDecompressor().decompress(store.get_bytes(blob_key(digest)),
-                                                       max_output_size=CHUNK_SIZE)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise OSError(f"chunk {digest} of {e.path} is damaged in the bucket")
+        data = cache.get(digest) if cache is not None else None
+        if data is None:
+            data = zstandard.ZstdDecompressor().decompress(
+                store.get_bytes(blob_key(digest)), max_output_size=CHUNK_SIZE)
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise OSError(f"chunk {digest} of {e.path} is damaged in the bucket")
+            if cache is not None and len(data) <= SMALL_CHUNK:
+                cache[digest] = data
         fd = os.open(dest / e.path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.pwrite(fd, data, i * CHUNK_SIZE)
@@ -136,18 +147,12 @@ def download_tree(store: BlobStore, record: SnapshotRecord, dest: Path, owner: O
             os.close(fd)
         return len(data)
 
-    with ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="snap-down") as pool:
+    with ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="snap-down") as pool:
         for n in pool.map(one, jobs):
             progress(n)
     # modes and owners last: a 0500 directory would refuse the files put into it
     for e in sorted(record.entries, key=lambda e: e.path.count("/"), reverse=True):
         path = dest / e.path
-        if not e.is_dir:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
         os.chmod(path, e.mode)
         if chown:
             assert owner is not None

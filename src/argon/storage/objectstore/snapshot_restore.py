@@ -24,7 +24,7 @@ from argon.errors import ArgonError, InvalidInput, NotFound
 from argon.pg import Lsn, OsUser
 from argon.storage.conf import RecoveryTarget, TargetKind, write_storage_conf
 from argon.storage.manifest import TimelineManifest, TimelineState, write_manifest
-from argon.storage.objectstore.snapshot_files import TRANSFER_THREADS, BlobStore, download_tree
+from argon.storage.objectstore.snapshot_files import DOWNLOAD_THREADS, BlobStore, download_tree
 from argon.storage.objectstore.snapshot_plan import (
     SECRETS_PREFIX,
     SnapshotRecord,
@@ -38,7 +38,7 @@ from argon.storage.pitr import PointInTime, choose_snapshot
 from argon.storage.snapshots import SAMPLES_NAME, publish, snapshot_pgdata, staging_dir
 from argon.storage.tree import CloneRules, clone_tree
 from argon.storage.wal import is_history_name
-from argon.storage.durability import fsync_dir, syncfs
+from argon.storage.durability import syncfs
 
 if TYPE_CHECKING:
     from argon.storage.timelines import Storage
@@ -101,7 +101,10 @@ def first_start_target(manifest: TimelineManifest, own_tlis: set[int],
 
 
 def restore_timeline(store: ReadStore, storage: Storage, timeline_id: str,
-                     progress: Callable[[int], None] = lambda n: None) -> RestoredTimeline:
+                     progress: Callable[[int], None] = lambda n: None,
+                     cache: dict[str, bytes] | None = None) -> RestoredTimeline:
+    """``cache``: small chunks already downloaded by this recovery (shared by the
+    snapshots of every timeline: projects start from the same template)."""
     tdir = storage.root / timeline_id
     try:
         manifest = TimelineManifest.from_json(
@@ -130,12 +133,13 @@ def restore_timeline(store: ReadStore, storage: Storage, timeline_id: str,
         downloaded += n
         progress(n)
 
+    cache = {} if cache is None else cache
     for dirname in records:
         record = SnapshotRecord.from_json(json.loads(
             store.get_bytes(f"{timeline_prefix(timeline_id)}snap/{dirname}.json")))
         snap = replace(record.snapshot, timeline_id=timeline_id)
         staging = staging_dir(tdir, uuid.uuid4().hex[:12])
-        download_tree(store, record, staging / "pgdata", storage.owner, counted)
+        download_tree(store, record, staging / "pgdata", storage.owner, counted, cache)
         publish(tdir, staging, snap)
     chain = storage.chain(timeline_id)
     start = choose_snapshot(chain, PointInTime(lsn=_END))
@@ -176,18 +180,16 @@ def _download_wal(store: ReadStore, keys: list[str], archive: Path, owner: OsUse
         tmp = archive / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            os.write(fd, data)   # made durable by the timeline's syncfs before READY
         finally:
             os.close(fd)
         owner.chown(tmp)
         os.rename(tmp, archive / name)
         return len(data)
 
-    with ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="wal-down") as pool:
+    with ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="wal-down") as pool:
         for n in pool.map(one, keys):
             progress(n)
-    fsync_dir(archive)
 
 
 def _describe(target: RecoveryTarget) -> str:
