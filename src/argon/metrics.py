@@ -62,7 +62,8 @@ class PlatformCollector(Collector):
         sync = getattr(self.services.ctx.storage, "snapshot_sync", None)
         if sync is not None:
             from argon.storage.objectstore.snapshot_sync import metric_families  # noqa: PLC0415
-            yield from metric_families(sync.status)
+            yield from metric_families(
+                sync.status, sync.metadata.last_upload_at if sync.metadata else None)
 
 
 def _replica_families(lags: dict[str, Any]) -> Iterator[Any]:

@@ -43,7 +43,9 @@ def recover(
              "credentials from the usual AWS variables).")],
     metadata_url: Annotated[str | None, typer.Option(
         "--metadata-url", envvar="ARGON_METADATA_URL",
-        help="The lost home's metadata database (it must have lived elsewhere).")] = None,
+        help="The lost home's metadata database (Postgres, or an SQLite file that was not "
+             "on the lost disk); default: the copy of the home's SQLite metadata that "
+             "Argon kept in the bucket.")] = None,
     clone_driver: Annotated[str, typer.Option(help="auto, reflink or copy.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:

@@ -1,7 +1,8 @@
 """``argon recover``: rebuild a lost home from the bucket and the surviving metadata.
 
 Input: an empty home, the metadata (``--metadata-url``: the lost home's database, which
-must live elsewhere, e.g. on Postgres) and the bucket (snapshots, WAL, the home's keys).
+must live elsewhere, e.g. on Postgres; without it, the copy of the home's SQLite file
+that the uploader kept in the bucket) and the bucket (snapshots, WAL, the home's keys).
 For every timeline a branch of the metadata uses, storage lays out the data directory
 from the newest snapshot and arms a recovery that replays the archived WAL at the
 compute's first start (storage/objectstore/snapshot_restore.py); older snapshots come
@@ -28,6 +29,7 @@ from argon.meta import tables as t
 from argon.meta.db import open_database
 from argon.settings import Settings
 from argon.storage.manifest import TimelineManifest
+from argon.storage.objectstore.metadata_copy import METADATA_KEY, restore_metadata
 from argon.storage.objectstore.snapshot_plan import (
     SnapshotRecord,
     snapshot_of_key,
@@ -98,12 +100,17 @@ def recover_home(settings: Settings, store: ReadStore, object_store_url: str,
 
     progress = progress or RecoverProgress()
     started = time.monotonic()
-    if settings.metadata_url is None:
-        raise InvalidInput("give --metadata-url: the metadata database of the lost home "
-                           "(Postgres, or an SQLite file that was not on the lost disk)")
     check_empty_home(settings)
+    if settings.metadata_url is None:
+        # the home's own SQLite: the copy the uploader kept in the bucket
+        if not store.exists(METADATA_KEY):
+            raise InvalidInput("the bucket has no copy of the metadata (the lost home kept "
+                               "it elsewhere?): give --metadata-url")
+        settings.home.mkdir(parents=True, exist_ok=True)
+        restore_metadata(store, settings.home / "argon.db")
     summary = RecoverySummary(str(settings.home), object_store_url,
-                              _safe_url(settings.metadata_url))
+                              _safe_url(settings.metadata_url) if settings.metadata_url
+                              else f"the bucket's copy ({METADATA_KEY})")
     engine = open_database(settings.db_url)
     try:
         with engine.begin() as conn:

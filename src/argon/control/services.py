@@ -115,7 +115,8 @@ def build_services(settings: Settings) -> Services:
         from argon.storage.objectstore.setup import use_object_store  # noqa: PLC0415
         use_object_store(storage, settings.home, settings.object_store_url)
         from argon.storage.objectstore.snapshot_sync import attach_snapshot_sync  # noqa: PLC0415
-        attach_snapshot_sync(storage, settings.object_store_url, settings.home / "secrets")
+        attach_snapshot_sync(storage, settings.object_store_url, settings.home / "secrets",
+                             None if settings.metadata_url else settings.home / "argon.db")
     try:
         poolers: PoolerManager | None = PoolerManager(owner)
         logger.info("pooled hosts: PgBouncer %s (%s)", ".".join(map(str, poolers.version)),

@@ -4,7 +4,9 @@ where a recovered timeline's first start stops."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,7 @@ from argon.storage.objectstore.snapshot_plan import (
     timeline_manifest_key,
     timeline_of_key,
 )
+from argon.storage.objectstore.metadata_copy import METADATA_KEY, MetadataCopy, restore_metadata
 from argon.storage.objectstore.snapshot_restore import first_start_target, own_pg_timelines
 from argon.storage.objectstore.snapshot_sync import wal_segment_of_key
 from argon.storage.snapshots import Snapshot
@@ -286,3 +289,46 @@ def test_a_branch_that_never_promoted_stops_at_its_branch_point(
     assert not t.inclusive
     t = first_start_target(manifest(bp, pending=pending, exact=False), own, 1)
     assert t.kind is TargetKind.TIME and t.time == T0 and t.timeline == 1
+
+
+# -- the metadata copy ----------------------------------------------------------------------
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.puts = 0
+
+    def put_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        self.objects[key] = data
+        self.puts += 1
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.objects[key]
+
+
+def test_metadata_copy_is_consistent_and_uploaded_only_when_changed(tmp_path: Path) -> None:
+    db = tmp_path / "argon.db"
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("CREATE TABLE branches (id text)")
+        c.execute("INSERT INTO branches VALUES ('br-1')")
+    store = MemoryStore()
+    copy = MetadataCopy(db, min_seconds=3600)
+    assert copy.maybe_upload(store) is True
+    assert copy.maybe_upload(store) is False            # unchanged
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO branches VALUES ('br-2')")
+    assert copy.maybe_upload(store) is False            # changed, but too soon
+    assert copy.maybe_upload(store, force=True) is True  # at stop: whatever the interval
+    assert store.puts == 2
+    restore_metadata(store, tmp_path / "restored.db")
+    with sqlite3.connect(tmp_path / "restored.db") as c:
+        assert c.execute("SELECT id FROM branches ORDER BY id").fetchall() == [("br-1",), ("br-2",)]
+    assert (tmp_path / "restored.db").stat().st_mode & 0o777 == 0o600
+    assert store.objects.keys() == {METADATA_KEY}
+
+
+def test_no_metadata_file_uploads_nothing(tmp_path: Path) -> None:
+    store = MemoryStore()
+    assert MetadataCopy(tmp_path / "absent.db").maybe_upload(store, force=True) is False
+    assert store.puts == 0

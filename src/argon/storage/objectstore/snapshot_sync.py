@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from argon.errors import ArgonError
 from argon.storage.gc import TimelineFacts, plan_gc
+from argon.storage.objectstore.metadata_copy import MetadataCopy
 from argon.storage.objectstore.snapshot_files import BlobStore, hash_tree, upload_chunks
 from argon.storage.objectstore.snapshot_plan import (
     TIMELINES_PREFIX,
@@ -100,10 +101,11 @@ def wal_segment_of_key(key: str) -> tuple[str, str] | None:
 
 class SnapshotSync:
     def __init__(self, store: ListingStore, storage: Storage, secrets_dir: Path | None,
-                 interval: float = SYNC_SECONDS) -> None:
+                 interval: float = SYNC_SECONDS, metadata: MetadataCopy | None = None) -> None:
         self.store = store
         self.storage = storage
         self.secrets_dir = secrets_dir
+        self.metadata = metadata   # the home's SQLite metadata, when it lives there
         self.interval = interval
         self.status = SyncStatus()
         self._state: _BucketState | None = None
@@ -125,6 +127,11 @@ class SnapshotSync:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
+        if self.metadata is not None:   # the last changes before a clean stop
+            try:
+                self.metadata.maybe_upload(self.store, force=True)
+            except Exception as exc:  # noqa: BLE001 - stopping anyway
+                logger.warning("the metadata copy was not uploaded at stop: %s", exc)
 
     def wake(self) -> None:
         """A snapshot was taken or a timeline changed: sync soon, not at the next tick."""
@@ -196,6 +203,8 @@ class SnapshotSync:
             self._put_if_changed(state, samples_key(tl), tdir / SAMPLES_NAME)
             local[tl] = self.storage.snapshots(tl)
         self._put_secrets(state)
+        if self.metadata is not None:
+            self.metadata.maybe_upload(self.store)
         pending = pending_snapshots(local, {tl: set(r) for tl, r in state.records.items()})
         self.status.backlog = len(pending)
         for snap in pending:
@@ -375,7 +384,7 @@ class SnapshotSync:
         return DEFAULT_SEGMENT_SIZE
 
 
-def metric_families(status: SyncStatus) -> Iterator[Any]:
+def metric_families(status: SyncStatus, metadata_at: float | None = None) -> Iterator[Any]:
     """/metrics: the snapshot upload's backlog and totals since start."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
 
@@ -396,15 +405,22 @@ def metric_families(status: SyncStatus) -> Iterator[Any]:
                               "Raw bytes of the chunks uploaded", value=status.bytes_uploaded)
     yield CounterMetricFamily("argon_object_store_gc_deleted",
                               "Bucket objects deleted by the GC", value=status.gc_deleted)
+    yield GaugeMetricFamily("argon_object_store_metadata_copy_timestamp_seconds",
+                            "When the home's SQLite metadata was last copied to the bucket "
+                            "(0: never, or the metadata lives elsewhere)",
+                            value=metadata_at or 0.0)
     yield GaugeMetricFamily("argon_object_store_snapshot_upload_failing",
                             "1 while the last pass failed", value=int(status.last_error is not None))
 
 
-def attach_snapshot_sync(storage: Storage, url: str, secrets_dir: Path) -> SnapshotSync:
+def attach_snapshot_sync(storage: Storage, url: str, secrets_dir: Path,
+                         metadata_db: Path | None = None) -> SnapshotSync:
     """Give ``storage`` a snapshot uploader for the bucket at ``url`` (started by the
-    platform with ``start()``, so that only a serving Argon uploads)."""
+    platform with ``start()``, so that only a serving Argon uploads); ``metadata_db``:
+    the home's SQLite metadata, copied to the bucket too."""
     from argon.storage.objectstore.bucket import Bucket  # noqa: PLC0415 - obstore import
 
-    sync = SnapshotSync(Bucket(url), storage, secrets_dir)
+    sync = SnapshotSync(Bucket(url), storage, secrets_dir,
+                        metadata=MetadataCopy(metadata_db) if metadata_db else None)
     storage.snapshot_sync = sync
     return sync
