@@ -116,13 +116,20 @@ def render_storage_conf(conf: StorageConf) -> str:
 
 def _render_with_bucket(conf: StorageConf) -> str:
     assert conf.bucket is not None
+    # Only a recovery that reads history (a past point, a timeline rebuilt from the bucket)
+    # may need WAL that is in no local archive; a branch from the head got its WAL from
+    # Argon already, and each miss in the bucket costs it an interpreter start.
+    target = conf.recovery_target
+    restore = (bucket_restore_command(conf.bucket, conf.restore_dirs)
+               if target is not None and target.kind is not TargetKind.IMMEDIATE
+               else restore_command(conf.restore_dirs))
     lines = [
         "# Written by Argon storage; rewritten on every branch/recovery change. Do not edit.",
         "archive_mode = on",
         "archive_library = ''",
         f"archive_command = {quote_conf(bucket_archive_command(conf.bucket, conf.archive_dir))}",
         f"archive_timeout = {conf.bucket.archive_timeout}",
-        f"restore_command = {quote_conf(bucket_restore_command(conf.bucket, conf.restore_dirs))}",
+        f"restore_command = {quote_conf(restore)}",
     ]
     if conf.recovery_target is not None:
         lines.append("# one-shot: removed once the branch's first recovery has finished")

@@ -12,12 +12,13 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from argon.pg import OsUser
-from argon.storage import StorageConf, render_storage_conf
+from argon.pg import Lsn, OsUser
+from argon.storage import RecoveryTarget, StorageConf, TargetKind, render_storage_conf
 from argon.storage.objectstore import ObjectStoreError
 from argon.storage.objectstore.archive_status import ArchiveWatch, read_state
 from argon.storage.objectstore.kit import build_kit
@@ -67,8 +68,9 @@ def _segment(tmp: Path, data: bytes) -> Path:
 
 def test_with_a_bucket_postgres_runs_the_kit_and_no_secret_is_in_its_config(tmp_path: Path) -> None:
     bw = _bw(tmp_path)
+    at = RecoveryTarget(TargetKind.TIME, time=datetime(2026, 1, 1, tzinfo=UTC))
     conf = StorageConf(Path("/s/tl-b/wal"), (Path("/s/tl-b/wal"), Path("/s/tl-a/wal")),
-                       bucket=bw)
+                       at, bucket=bw)
     s = _settings(render_storage_conf(conf))
     assert s["archive_library"] == "''"
     assert s["archive_timeout"] == "7"
@@ -81,6 +83,17 @@ def test_with_a_bucket_postgres_runs_the_kit_and_no_secret_is_in_its_config(tmp_
     assert "exec " in s["restore_command"] and "fetch" in s["restore_command"]
     assert "SECRET" not in render_storage_conf(conf)
     assert str(bw.credentials) in s["archive_command"]
+
+
+def test_only_a_recovery_that_reads_history_asks_the_bucket(tmp_path: Path) -> None:
+    """A branch from the head has its WAL copied in by Argon: no interpreter per miss."""
+    dirs = (Path("/s/tl-b/wal"), Path("/s/tl-a/wal"))
+    for target in (None, RecoveryTarget()):
+        s = _settings(render_storage_conf(StorageConf(dirs[0], dirs, target, _bw(tmp_path))))
+        assert "fetch" not in s["restore_command"] and "push" in s["archive_command"]
+    lsn = RecoveryTarget(TargetKind.LSN, lsn=Lsn.parse("0/3000000"))
+    s = _settings(render_storage_conf(StorageConf(dirs[0], dirs, lsn, _bw(tmp_path))))
+    assert "fetch" in s["restore_command"]
 
 
 def test_a_percent_in_a_path_is_doubled_for_postgres(tmp_path: Path) -> None:
