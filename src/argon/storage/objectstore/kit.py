@@ -73,6 +73,7 @@ def prepare_bucket_wal(home: Path, url: str, owner: OsUser,
     try:
         bucket.check()
     except ObjectStoreError as exc:
+        logger.warning("object store %s: %s (%s)", url, exc.message, exc.detail or exc.kind)
         raise ObjectStoreError(
             f"--object-store {url}: {exc.message}. Argon reads the endpoint, region and "
             "credentials from AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3), AWS_REGION, "
