@@ -220,9 +220,9 @@ class Platform:
         if self.services is not None:
             self.services.reconciler.stop()
             self.services.monitoring.stop()
-            if self.services.ctx.storage.snapshot_sync is not None:
-                self.services.ctx.storage.snapshot_sync.stop()
             stopped = self.services.stop_all_computes()
+            if self.services.ctx.storage.snapshot_sync is not None:   # after the computes:
+                self.services.ctx.storage.snapshot_sync.stop()        # the last metadata
         if self.lock.held:
             # only the process that holds the home may remove its state file; a second
             # `argon start` refused by the lock must leave the running one's alone

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from argon.errors import InvalidInput
+from argon.errors import InvalidInput, NotFound
 from argon.meta import tables as t
 from argon.meta.db import open_database
 from argon.settings import Settings
@@ -145,7 +145,15 @@ def recover_home(settings: Settings, store: ReadStore, object_store_url: str,
     cache: dict[str, bytes] = {}   # small chunks: most are shared by every project
     for tl in order:
         progress.timeline(tl, wanted[tl].branch)
-        done: RestoredTimeline = restore_timeline(store, storage, tl, progress.bytes, cache)
+        try:
+            done: RestoredTimeline = restore_timeline(store, storage, tl, progress.bytes, cache)
+        except (InvalidInput, NotFound) as exc:
+            # this branch cannot come back (half-made when the disk died, or its history
+            # is not in the bucket): say so, leave no half-laid timeline, go on
+            logger.warning("branch %s not recovered: %s", wanted[tl].branch, exc.message)
+            summary.missing.append(f"{wanted[tl].branch} (timeline {tl}): {exc.message}")
+            storage.delete_timeline(tl)
+            continue
         summary.timelines.append({"branch": wanted[tl].branch, **asdict(done)})
         summary.bytes_downloaded += done.bytes
     summary.seconds = round(time.monotonic() - started, 3)

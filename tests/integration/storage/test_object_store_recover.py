@@ -312,3 +312,64 @@ def test_recover_refuses_a_home_that_is_not_empty(object_store: ObjectStore,
     out = json.loads(res.stdout)
     assert out["recovered"] is False and "is not empty" in out["error"]
     assert sorted(p.name for p in home.iterdir()) == ["timelines"]
+
+
+def _metadata_copied_after(env: ArgonEnv, when: float, timeout: float = 60) -> None:
+    """Until /metrics says the home's SQLite metadata was copied to the bucket after
+    ``when`` (time.time())."""
+    deadline = time.monotonic() + timeout
+    value = 0.0
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{env.api_port}/metrics", timeout=30).text
+        for line in text.splitlines():
+            if line.startswith("argon_object_store_metadata_copy_timestamp_seconds "):
+                value = float(line.split()[1])
+        if value > when:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"metadata last copied at {value}, not after {when}")
+
+
+def test_recover_without_metadata_url_uses_the_buckets_copy(
+        object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metadata in the home's SQLite (the default) dies with the home; the copy the
+    uploader keeps in the bucket brings projects, branches and roles back."""
+    for k, v in object_store.env.items():
+        monkeypatch.setenv(k, v)
+    args = ["--object-store", object_store.url]
+    env = make_env("objrec-sqlite", args)
+    new = make_env("objrec-sqlite-new", args)
+    try:
+        env.start()
+        created = new_project(env, "gamma")
+        pid, main = created["project"]["id"], created["branch"]["id"]
+        eps = {main: created["endpoints"][0]["id"]}
+        with connect(env, pid, main) as conn:
+            conn.execute("CREATE TABLE g AS SELECT x FROM generate_series(1, 42) x")
+        side = create_branch(env, pid, "side", main)
+        eps[side["branch"]["id"]] = side["endpoints"][0]["id"]
+        with connect(env, pid, side["branch"]["id"]) as conn:
+            conn.execute("INSERT INTO g VALUES (-1)")
+        sealed = {bid: _seal(env, pid, ep) for bid, ep in eps.items()}
+        changed = time.time()
+        meta = env.home / "argon.db"
+        _wait_for_bucket(env, object_store, meta, sealed)
+        _metadata_copied_after(env, changed)
+        env.kill9()
+        kill_leftover_postgres(env.home)
+        shutil.rmtree(env.home)
+
+        res = subprocess.run([sys.executable, "-m", "argon.cli.main", "recover", "--home",
+                              str(new.home), "--object-store", object_store.url, "--json"],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stdout + res.stderr
+        summary = json.loads(res.stdout)
+        assert summary["missing"] == [] and "bucket's copy" in summary["metadata_url"]
+        new.start()
+        assert _rows(new, pid, main, "SELECT count(*) FROM g") == [(42,)]
+        assert _rows(new, pid, side["branch"]["id"], "SELECT count(*), min(x) FROM g") == \
+            [(43, -1)]
+    finally:
+        for e in (env, new):
+            e.stop()
+            kill_leftover_postgres(e.home)
