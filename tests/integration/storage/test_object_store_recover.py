@@ -292,6 +292,21 @@ def test_delete_the_home_and_recover_every_branch(object_store: ObjectStore,
         with connect(new, pid, main) as conn:
             conn.execute("INSERT INTO t VALUES (152, 'after recovery')")
             assert conn.execute("SELECT count(*) FROM t").fetchone() == (152,)
+        # deleting a branch takes its objects out of the bucket (the history GC's next run)
+        gone_tl = _timelines(meta)[again["branch"]["id"]]
+        deadline = time.monotonic() + 60
+        while timeline_manifest_key(gone_tl) not in _keys(object_store, timeline_prefix(gone_tl)):
+            assert time.monotonic() < deadline, "the new branch never reached the bucket"
+            time.sleep(0.3)
+        r = new.api("DELETE", f"/projects/{pid}/branches/{again['branch']['id']}")
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 180
+        while _keys(object_store, timeline_prefix(gone_tl)) or \
+                _keys(object_store, f"timelines/{gone_tl}/"):
+            assert time.monotonic() < deadline, _keys(object_store, f"timelines/{gone_tl}/")
+            time.sleep(1)
+        main_tl = _timelines(meta)[main]     # the live ones keep theirs
+        assert timeline_manifest_key(main_tl) in _keys(object_store, timeline_prefix(main_tl))
     finally:
         for e in (env, new):
             e.stop()
