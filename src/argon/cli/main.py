@@ -180,6 +180,10 @@ def status(home: HomeOpt, as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
         console.print(f"  {k:<14}{data.get(k)}")
     for inst in data["postgres"]:
         console.print(f"  postgres      {inst['version']} ({inst['source']}) {inst['bindir']}")
+    if up := data.get("snapshot_upload"):
+        state = "in sync" if up["in_sync"] else (up["last_error"] or "uploading")
+        console.print(f"  snapshots     bucket: {state}, backlog {up['backlog']}, "
+                      f"{up['snapshots_uploaded']} uploaded since start")
     for p in data["projects"]:
         console.print(f"  project {p['id']} ({p['name']}, pg {p['pg_version']})")
         for b in p["branches"]:

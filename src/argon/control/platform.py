@@ -49,6 +49,9 @@ class PlatformService:
             "http_port": s.http_port,
             "domain": s.domain,
             "clone_driver": self.ctx.storage.driver.name,
+            # with --object-store: the snapshot upload's last pass (backlog, in_sync, ...)
+            "snapshot_upload": (sync.status.to_json()
+                                if (sync := self.ctx.storage.snapshot_sync) else None),
             "postgres": [{"version": i.full_version, "source": i.source, "bindir": str(i.bindir)}
                          for i in discover_installs()],
             "projects": [{"id": p.id, "name": p.name, "pg_version": p.pg_version,

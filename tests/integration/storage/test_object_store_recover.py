@@ -252,6 +252,8 @@ def test_delete_the_home_and_recover_every_branch(object_store: ObjectStore,
         _wait_for_bucket(env, object_store, meta, sealed)
         metrics = httpx.get(f"http://127.0.0.1:{env.api_port}/metrics", timeout=30).text
         assert "argon_object_store_snapshot_backlog 0.0" in metrics, metrics[-2000:]
+        upload = env.cli_json("status")["snapshot_upload"]
+        assert upload["backlog"] == 0 and upload["last_error"] is None, upload
 
         # the disaster: Argon and its computes die, the home is gone
         env.kill9()

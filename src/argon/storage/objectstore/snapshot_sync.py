@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SYNC_SECONDS = 5.0
+MAX_RETRY_SECONDS = 60.0
 # WAL archived by the WAL archive (archive.py) under these keys
 WAL_PREFIX = "timelines/"
 
@@ -145,6 +146,7 @@ class SnapshotSync:
         self._wake.set()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -154,17 +156,20 @@ class SnapshotSync:
                 for timelines, starts, pinned in requests:
                     self.gc(timelines, starts, pinned)
                 self.status.last_error = None
+                failures = 0
             except Exception as exc:  # noqa: BLE001 - retried at the next pass
                 message = exc.message if isinstance(exc, ArgonError) else str(exc)
                 if message != self.status.last_error:
-                    logger.warning("snapshot upload to the bucket failed (retrying every "
-                                   "%.0f s): %s", self.interval, message)
+                    logger.warning("snapshot upload to the bucket failed (retrying, at "
+                                   "most every %.0f s): %s", MAX_RETRY_SECONDS, message)
                 self.status.last_error = message
                 self.status.in_sync = False
                 self._state = None     # re-read the bucket next time: it may have changed
+                failures += 1
             with self._pass_done:
                 self._pass_done.notify_all()
-            self._wake.wait(self.interval)
+            # during an outage, back off: each retry hashes the pending snapshot again
+            self._wake.wait(min(MAX_RETRY_SECONDS, self.interval * 2 ** min(failures, 8)))
 
     # -- one pass -------------------------------------------------------------------------
 
