@@ -115,7 +115,6 @@ class SnapshotSync:
         self._gc_requests: list[tuple[list[str], dict[str, datetime], set[str]]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pass_done = threading.Condition()
 
     # -- the background thread --------------------------------------------------------
 
@@ -166,8 +165,6 @@ class SnapshotSync:
                 self.status.in_sync = False
                 self._state = None     # re-read the bucket next time: it may have changed
                 failures += 1
-            with self._pass_done:
-                self._pass_done.notify_all()
             # during an outage, back off: each retry hashes the pending snapshot again
             self._wake.wait(min(MAX_RETRY_SECONDS, self.interval * 2 ** min(failures, 8)))
 
@@ -221,19 +218,6 @@ class SnapshotSync:
         self.status.last_pass_at = time.time()
         self.status.in_sync = True
         return self.status
-
-    def wait_in_sync(self, timeout: float) -> bool:
-        """Block until a pass that started after this call left nothing to upload."""
-        deadline = time.monotonic() + timeout
-        target = self.status.passes + 2
-        self.wake()
-        with self._pass_done:
-            while self.status.passes < target or not self.status.in_sync:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._pass_done.wait(min(left, 1.0))
-        return True
 
     def _put_if_changed(self, state: _BucketState, key: str, path: Path) -> None:
         try:
