@@ -24,7 +24,7 @@ import pytest
 
 from argon.pg import choose_install
 from argon.storage.wal import is_segment_name
-from tests.fixtures.argon_env import ArgonEnv, make_env, running_env
+from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env, running_env
 from tests.fixtures.object_store import ObjectStore
 from tests.integration.core.helpers import connect, new_project
 
@@ -256,6 +256,32 @@ def test_branch_at_a_past_time_replays_wal_from_the_bucket_when_local_copies_are
     assert restored, "no removed segment was restored from the bucket"
     # ... and put them back into the local archive, the cache the next branch reads first
     assert all((local / name).is_file() for name in restored)
+
+
+def test_turning_the_bucket_on_copies_the_wal_only_the_local_archive_held(
+        object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in object_store.env.items():
+        monkeypatch.setenv(k, v)
+    env = make_env("bucket-later")
+    env.start()
+    try:
+        created = new_project(env, "older")
+        pid, main = created["project"]["id"], created["branch"]["id"]
+        tl = timeline_of(env, main)
+        with connect(env, pid, main) as conn:
+            conn.execute("CREATE TABLE t AS SELECT generate_series(1, 100000) AS id")
+        env.stop()   # the clean stops archive the last segments, locally only
+        local = sorted(p.name for p in (env.home / "timelines" / tl / "wal").iterdir()
+                       if is_segment_name(p.name))
+        assert len(local) >= 2 and not bucket_wal(object_store, tl)
+        env.extra_args = ["--object-store", object_store.url]
+        env.start()
+        wait_for("the local-only WAL in the bucket",
+                 lambda: set(local) <= set(bucket_wal(object_store, tl)), timeout=60)
+        assert "copied" in env.output() and "only the local archives held" in env.output()
+    finally:
+        env.stop()
+        kill_leftover_postgres(env.home)
 
 
 def test_start_refuses_an_unreachable_bucket_with_what_to_check(

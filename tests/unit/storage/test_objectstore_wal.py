@@ -239,3 +239,24 @@ def test_bad_object_store_addresses_are_refused_precisely() -> None:
         with pytest.raises(ObjectStoreError) as err:
             Bucket(url, {})
         assert err.value.kind == "config" and "s3://bucket/prefix" in err.value.message
+
+
+def test_backfill_uploads_what_only_the_local_archive_holds(object_store: ObjectStore,
+                                                           tmp_path: Path) -> None:
+    from argon.storage.objectstore.backfill import backfill
+
+    archive = tmp_path / "tl-a" / "wal"
+    archive.mkdir(parents=True)
+    names = [SEG, "000000010000000000000004", "00000002.history",
+             "000000010000000000000005.partial"]
+    for n in names:
+        (archive / n).write_bytes(n.encode())
+    (archive / ".000000010000000000000006.123.tmp").write_bytes(b"half-written")
+    bucket = object_store.bucket()
+    bucket.put_bytes(wal_key("tl-a", SEG), SEG.encode())           # already there
+    bucket.put_bytes(wal_key("tl-a", names[1]), b"other bytes")    # present: never replaced
+    assert backfill(tmp_path, bucket) == 2
+    held = {o.key.rsplit("/", 1)[1] for o in bucket.list("timelines/tl-a/wal/")}
+    assert held == set(names)
+    assert bucket.get_bytes(wal_key("tl-a", names[1])) == b"other bytes"
+    assert backfill(tmp_path, bucket) == 0

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,10 @@ class ArchiveWatch:
     go to each compute's log, where an operator watching Argon does not look)."""
 
     def __init__(self, root: Path, status_dir: Path, url: str,
-                 interval: float = WATCH_INTERVAL) -> None:
+                 interval: float = WATCH_INTERVAL,
+                 first: Callable[[], object] | None = None) -> None:
         self.root, self.status_dir, self.url, self.interval = root, status_dir, url, interval
+        self._first = first   # once, on the thread, before watching (the backfill)
         self._failing: dict[str, float] = {}   # timeline -> when last warned
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,6 +145,12 @@ class ArchiveWatch:
         self._stop.set()
 
     def _loop(self) -> None:
+        if self._first is not None:
+            try:
+                self._first()
+            except Exception as exc:  # noqa: BLE001 - retried at the next start
+                logger.warning("copying the local-only WAL to %s failed: %s", self.url,
+                               getattr(exc, "message", exc))
         while not self._stop.wait(self.interval):
             try:
                 self.check()

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from argon.storage.manifest import MANIFEST_NAME, TimelineState, read_manifest
 from argon.storage.objectstore.archive_status import ArchiveWatch
+from argon.storage.objectstore.backfill import backfill
+from argon.storage.objectstore.bucket import Bucket
 from argon.storage.objectstore.kit import prepare_bucket_wal
 
 if TYPE_CHECKING:
@@ -20,7 +22,8 @@ logger = logging.getLogger(__name__)
 def use_object_store(storage: Storage, home: Path, url: str) -> ArchiveWatch:
     """Check the bucket and lay out the WAL kit (``ObjectStoreError`` when it fails), then
     give every timeline that is not mid-recovery the bucket's archive settings (they take
-    effect at its compute's next start) and start watching the archivers."""
+    effect at its compute's next start), and start watching the archivers after copying
+    to the bucket what only the local archives hold (in the background)."""
     storage.bucket_wal = prepare_bucket_wal(home, url, storage.owner)
     rewritten = 0
     for entry in os.scandir(storage.root):
@@ -35,7 +38,8 @@ def use_object_store(storage: Storage, home: Path, url: str) -> ArchiveWatch:
             storage.recovery_finished(manifest.id)   # rewrites argon.storage.conf only
             rewritten += 1
     logger.info("object store %s: archive settings of %d timeline(s) checked", url, rewritten)
-    watch = ArchiveWatch(storage.root, storage.bucket_wal.status_dir, url)
+    watch = ArchiveWatch(storage.root, storage.bucket_wal.status_dir, url,
+                         first=lambda: backfill(storage.root, Bucket(url)))
     watch.start()
     return watch
 
