@@ -9,7 +9,8 @@
 - the recovery point: a single commit on an otherwise idle compute, then the time until
   its WAL segment is in the bucket (archive_timeout bounds it);
 - ``recovery_of_a_project_from_the_bucket``: the hook for ``argon recover`` of a 1 GB
-  project (measured by the snapshots/recover side, which fills that function).
+  project; ``bench/object_store_recover.py`` measures it in section
+  *object-store-recover*, and this table points there.
 
 moto keeps objects in this process' memory and runs in its threads on the same 2 cores,
 so the bucket side is slower than S3 or MinIO would be: the figures are a floor for
@@ -183,7 +184,8 @@ def recovery_point(env: ArgonEnv, store: ObjectStore, runs: int) -> list[float]:
 def recovery_of_a_project_from_the_bucket(server: ObjectStoreServer,
                                           args: argparse.Namespace) -> list[list[str]] | None:
     """Hook for the snapshots/recover side: rows ``[what, figure]`` for ``argon recover``
-    of a 1 GB project from the bucket into an empty home, or None when not measured here."""
+    of a 1 GB project from the bucket into an empty home, or None when not measured here
+    (``bench/object_store_recover.py`` measures it in its own section today)."""
     return None
 
 
@@ -237,7 +239,7 @@ def main() -> None:
          f"p50 {p50(rpo):.1f} s, max {max(rpo):.1f} s ({len(rpo)} runs)"],
     ]
     rows += recovery or [["recovery of a 1 GB project from the bucket (argon recover)",
-                          "not measured by this run"]]
+                          "section object-store-recover (bench/object_store_recover.py)"]]
     body = ("## WAL in object storage (issue 11)\n\n"
             "moto's S3 server (in the benchmark's process, same 2 cores) stands in for the "
             "bucket; S3, MinIO or R2 take the uploads off this machine's CPU.\n\n"
