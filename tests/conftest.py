@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.proxy",
     "tests.fixtures.port443",
     "tests.fixtures.browser",
+    "tests.fixtures.object_store",
 ]

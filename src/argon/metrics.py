@@ -57,6 +57,13 @@ class PlatformCollector(Collector):
         if proxy:
             yield from _proxy_families(proxy)
         yield from _http_guard_families()
+        from argon.storage.objectstore.archive_status import wal_archive_families  # noqa: PLC0415
+        yield from wal_archive_families(self.services.ctx.storage)
+        sync = getattr(self.services.ctx.storage, "snapshot_sync", None)
+        if sync is not None:
+            from argon.storage.objectstore.snapshot_sync import metric_families  # noqa: PLC0415
+            yield from metric_families(
+                sync.status, sync.metadata.last_upload_at if sync.metadata else None)
 
 
 def _replica_families(lags: dict[str, Any]) -> Iterator[Any]:

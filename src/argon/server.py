@@ -180,6 +180,8 @@ class Platform:
         services.reconciler.start()
         services.monitoring.start()
         self._pool_grower.start()
+        if services.ctx.storage.snapshot_sync is not None:   # snapshots to the bucket
+            services.ctx.storage.snapshot_sync.start()
         api_task = asyncio.create_task(api.serve())
         while not api.started:
             if api_task.done():
@@ -241,6 +243,8 @@ class Platform:
             self.services.reconciler.stop()
             self.services.monitoring.stop()
             stopped = self.services.stop_all_computes()
+            if self.services.ctx.storage.snapshot_sync is not None:   # after the computes:
+                self.services.ctx.storage.snapshot_sync.stop()        # the last metadata
             self.services.ctx.locks.close()   # another Argon may lead from now on
         self._pool_grower.stop()
         if self.lock.held:

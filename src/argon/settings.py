@@ -48,6 +48,9 @@ class Settings:
     # seconds between the monitoring sampler's figures (control/monitoring.py); 0: off
     monitoring_interval: float = 10.0
     metadata_url: str | None = None  # default: SQLite in the home
+    # s3://bucket/prefix: every timeline's WAL also goes to this bucket (AWS_* variables
+    # give endpoint, region and credentials); None: local archives only
+    object_store_url: str | None = None
 
     @property
     def db_url(self) -> str:

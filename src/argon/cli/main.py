@@ -73,6 +73,11 @@ def start(
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
     monitoring_interval: Annotated[float, typer.Option(help="Seconds between the monitoring "
                                                        "figures kept per endpoint (0: off).")] = 10.0,
+    object_store: Annotated[str | None, typer.Option(
+        "--object-store", envvar="ARGON_OBJECT_STORE",
+        help="s3://bucket/prefix: archive every timeline's WAL to this S3-compatible bucket "
+             "too (endpoint, region, credentials from AWS_ENDPOINT_URL, AWS_REGION, "
+             "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).")] = None,
     metadata_url: Annotated[str | None, typer.Option(
         envvar="ARGON_METADATA_URL", show_envvar=True,
         help="Metadata on Postgres (postgresql://user:password@host:port/db) instead of "
@@ -101,7 +106,8 @@ def start(
                         pg_port=pg_port, http_port=http_port, domain=domain,
                         https_port=https_port, clone_driver=clone_driver,
                         storage_pool=storage_pool, monitoring_interval=monitoring_interval,
-                        metadata_url=metadata_url)
+                        object_store_url=object_store or None,
+                        metadata_url=metadata_url or None)
     platform = Platform(settings)
     try:
         with console.status("preparing the home, metadata and default project..."):
@@ -126,6 +132,10 @@ def start(
             console.print(f"  storage pool {pool.line()}", markup=False, highlight=False)
             if pool.note and pool.image is not None:   # a pool home started with off
                 console.print(f"  {pool.note}", markup=False, highlight=False)
+        if settings.object_store_url:
+            from argon.storage.objectstore.bucket import bucket_endpoint  # noqa: PLC0415
+            console.print(f"  WAL archive  {settings.object_store_url} at {bucket_endpoint()} "
+                          "(each timeline's wal/ is kept as a local cache)")
         console.print(f"  API key      {report.api_key}   (also in {home}/secrets/bootstrap_api_key)")
         if report.default_connection_uri:
             console.print(f"  default project: {report.default_connection_uri}")
@@ -187,6 +197,10 @@ def status(home: HomeOpt, as_json: JsonOpt = False, api_url: ApiUrlOpt = None,
         console.print(f"  {'storage_pool':<14}{pool['line']}", markup=False, highlight=False)
     for inst in data["postgres"]:
         console.print(f"  postgres      {inst['version']} ({inst['source']}) {inst['bindir']}")
+    if up := data.get("snapshot_upload"):
+        state = "in sync" if up["in_sync"] else (up["last_error"] or "uploading")
+        console.print(f"  snapshots     bucket: {state}, backlog {up['backlog']}, "
+                      f"{up['snapshots_uploaded']} uploaded since start")
     for p in data["projects"]:
         console.print(f"  project {p['id']} ({p['name']}, pg {p['pg_version']})")
         for b in p["branches"]:
@@ -711,6 +725,11 @@ def local_door(
     run(LocalArgs(home, api_url, api_key, project_id, branch_id, parent_branch_id,
                   env_bool(delete_branch, True), git_dir or default_git_dir(), state_dir,
                   host, port, sql_url, not no_tls))
+
+
+from argon.cli.recover import recover as _recover  # noqa: E402 - beside its siblings
+
+app.command("recover")(_recover)
 
 
 def main() -> None:

@@ -52,6 +52,9 @@ class PlatformService:
             "domain": s.domain,
             "clone_driver": self.ctx.storage.driver.name,
             "storage_pool": pool_status(s.home),
+            # with --object-store: the snapshot upload's last pass (backlog, in_sync, ...)
+            "snapshot_upload": (sync.status.to_json()
+                                if (sync := self.ctx.storage.snapshot_sync) else None),
             "postgres": [{"version": i.full_version, "source": i.source, "bindir": str(i.bindir)}
                          for i in discover_installs()],
             "projects": [{"id": p.id, "name": p.name, "pg_version": p.pg_version,

@@ -113,6 +113,12 @@ def build_services(settings: Settings) -> Services:
     # On the home's filesystem, like the metadata database it makes room for.
     reserve = SpaceReserve(settings.home / "run" / "space-reserve")
     storage = Storage(settings.home / "timelines", driver, owner, reserve)
+    if settings.object_store_url:
+        from argon.storage.objectstore.setup import use_object_store  # noqa: PLC0415
+        use_object_store(storage, settings.home, settings.object_store_url)
+        from argon.storage.objectstore.snapshot_sync import attach_snapshot_sync  # noqa: PLC0415
+        attach_snapshot_sync(storage, settings.object_store_url, settings.home / "secrets",
+                             None if settings.metadata_url else settings.home / "argon.db")
     try:
         poolers: PoolerManager | None = PoolerManager(owner)
         logger.info("pooled hosts: PgBouncer %s (%s)", ".".join(map(str, poolers.version)),

@@ -19,6 +19,11 @@ from pathlib import Path
 
 from argon.errors import InvalidInput
 from argon.pg import Lsn, OsUser
+from argon.storage.objectstore.wal_commands import (
+    BucketWal,
+    bucket_archive_command,
+    bucket_restore_command,
+)
 
 CONF_NAME = "argon.storage.conf"
 
@@ -27,6 +32,7 @@ class TargetKind(StrEnum):
     IMMEDIATE = "immediate"   # stop as soon as the data is consistent (a fresh branch)
     LSN = "lsn"               # issue 5: branch at a past LSN
     TIME = "time"             # issue 5: branch at a past time
+    END = "end"               # replay all archived WAL of ``timeline`` (disaster recovery)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class StorageConf:
     archive_dir: Path                       # this timeline's wal/
     restore_dirs: tuple[Path, ...]          # this timeline's wal/, then ancestors' (nearest first)
     recovery_target: RecoveryTarget | None = None
+    bucket: BucketWal | None = None         # also archive to / restore from a bucket
 
 
 def quote_conf(value: str) -> str:
@@ -72,6 +79,10 @@ def restore_command(dirs: tuple[Path, ...]) -> str:
 
 
 def _target_lines(target: RecoveryTarget) -> list[str]:
+    if target.kind is TargetKind.END:
+        # no target: recovery ends (and promotes) where the archive ends; the timeline
+        # is named, as 'latest' could follow an ancestor's newer Postgres timeline
+        return [f"recovery_target_timeline = {quote_conf(str(target.timeline or 'latest'))}"]
     if target.kind is TargetKind.IMMEDIATE:
         lines = ["recovery_target = 'immediate'"]
     elif target.kind is TargetKind.LSN:
@@ -87,6 +98,8 @@ def _target_lines(target: RecoveryTarget) -> list[str]:
 
 
 def render_storage_conf(conf: StorageConf) -> str:
+    if conf.bucket is not None:
+        return _render_with_bucket(conf)
     lines = [
         "# Written by Argon storage; rewritten on every branch/recovery change. Do not edit.",
         "archive_mode = on",
@@ -94,6 +107,29 @@ def render_storage_conf(conf: StorageConf) -> str:
         "archive_library = 'basic_archive'",
         f"basic_archive.archive_directory = {quote_conf(str(conf.archive_dir))}",
         f"restore_command = {quote_conf(restore_command(conf.restore_dirs))}",
+    ]
+    if conf.recovery_target is not None:
+        lines.append("# one-shot: removed once the branch's first recovery has finished")
+        lines.extend(_target_lines(conf.recovery_target))
+    return "\n".join(lines) + "\n"
+
+
+def _render_with_bucket(conf: StorageConf) -> str:
+    assert conf.bucket is not None
+    # Only a recovery that reads history (a past point, a timeline rebuilt from the bucket)
+    # may need WAL that is in no local archive; a branch from the head got its WAL from
+    # Argon already, and each miss in the bucket costs it an interpreter start.
+    target = conf.recovery_target
+    restore = (bucket_restore_command(conf.bucket, conf.restore_dirs)
+               if target is not None and target.kind is not TargetKind.IMMEDIATE
+               else restore_command(conf.restore_dirs))
+    lines = [
+        "# Written by Argon storage; rewritten on every branch/recovery change. Do not edit.",
+        "archive_mode = on",
+        "archive_library = ''",
+        f"archive_command = {quote_conf(bucket_archive_command(conf.bucket, conf.archive_dir))}",
+        f"archive_timeout = {conf.bucket.archive_timeout}",
+        f"restore_command = {quote_conf(restore)}",
     ]
     if conf.recovery_target is not None:
         lines.append("# one-shot: removed once the branch's first recovery has finished")

@@ -132,6 +132,8 @@ class HistoryMixin:
                                     pinned | self.pinned()))
         if not dry_run:
             execute_gc(self, plan)
+            if self.snapshot_sync is not None:   # the bucket's copies follow the same rule
+                self.snapshot_sync.run_gc(timeline_ids, window_starts, pinned | self.pinned())
         return plan
 
     # -- snapshots ---------------------------------------------------------------------
@@ -150,6 +152,8 @@ class HistoryMixin:
             raise
         if made:
             logger.info("snapshot of %s at %s (%s)", timeline_id, snap.lsn, snap.kind)
+            if self.snapshot_sync is not None:
+                self.snapshot_sync.wake()
         return made
 
     def snapshot_running(self: Storage, timeline_id: str,
@@ -177,6 +181,8 @@ class HistoryMixin:
             raise
         self.record_sample(timeline_id, snap.time, snap.lsn)
         logger.info("snapshot of running %s at %s", timeline_id, snap.lsn)
+        if self.snapshot_sync is not None:   # uploaded in the background, nobody waits
+            self.snapshot_sync.wake()
         return snap
 
     # -- sealing live WAL --------------------------------------------------------------

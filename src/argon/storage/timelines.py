@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -39,6 +40,7 @@ from argon.storage import space
 from argon.storage.branching import CloneJob, branch_running, branch_stopped
 from argon.storage.conf import RecoveryTarget, StorageConf, write_storage_conf
 from argon.storage.drivers import CloneDriver
+from argon.storage.objectstore.wal_commands import BucketWal
 from argon.storage.history import HistoryMixin
 from argon.storage.manifest import (
     MANIFEST_NAME,
@@ -55,11 +57,19 @@ from argon.storage.durability import syncfs
 
 logger = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from argon.storage.objectstore.snapshot_sync import SnapshotSync
+
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _MAX_ANCESTRY = 10_000
 
 
 class Storage(HistoryMixin):
+    # Set at start with --object-store: WAL also goes to (and comes back from) a bucket.
+    bucket_wal: BucketWal | None = None
+    # Set at start with --object-store: snapshots are copied to the bucket in the background.
+    snapshot_sync: SnapshotSync | None = None
+
     def __init__(self, root: Path, driver: CloneDriver, owner: OsUser,
                  reserve: space.SpaceReserve | None = None) -> None:
         self.root = Path(root)
@@ -315,7 +325,7 @@ class Storage(HistoryMixin):
 
     def _conf(self, timeline_id: str, target: RecoveryTarget | None) -> StorageConf:
         return StorageConf(self.archive_dir(timeline_id), self._restore_dirs(timeline_id),
-                           target)
+                           target, self.bucket_wal)
 
     def _remove(self, tdir: Path) -> None:
         # Rename first: a half-deleted directory must never look like a timeline.
