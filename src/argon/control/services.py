@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from argon.compute import ComputeManager, PoolerManager, socket_dir_for
+from argon.compute import ComputeManager, HostLayout, PoolerManager, socket_dir_for
 from argon.control.api_keys import ApiKeyService
 from argon.control.branches import BranchService
 from argon.control.catalog import DatabaseService, RoleService
@@ -35,6 +35,7 @@ from argon.meta.db import open_database
 from argon.pg import pg_os_user
 from argon.settings import Settings
 from argon.storage import Storage, detect_clone_driver
+from argon.storage.locator import LocalDataDirs
 from argon.storage.space import SpaceReserve
 
 logger = logging.getLogger(__name__)
@@ -111,15 +112,17 @@ def build_services(settings: Settings) -> Services:
     # On the home's filesystem, like the metadata database it makes room for.
     reserve = SpaceReserve(settings.home / "run" / "space-reserve")
     storage = Storage(settings.home / "timelines", driver, owner, reserve)
+    # the local providers: data directories from storage, sockets and logs in the home
+    layout = HostLayout(LocalDataDirs(storage, storage.replica_store()), settings.home)
     try:
-        poolers: PoolerManager | None = PoolerManager(owner)
+        poolers: PoolerManager | None = PoolerManager(owner, layout)
         logger.info("pooled hosts: PgBouncer %s (%s)", ".".join(map(str, poolers.version)),
                     poolers.binary)
     except Unavailable as exc:
         logger.warning("%s; pooled (-pooler) connections are unavailable", exc.message)
         poolers = None
     ctx = ControlContext(settings=settings, engine=open_database(settings.db_url),
-                         storage=storage, computes=ComputeManager(owner), poolers=poolers,
+                         storage=storage, computes=ComputeManager(owner, layout), poolers=poolers,
                          owner=owner, secrets=SecretBox(settings.home / "secrets" / "fernet.key"))
     oplog = OperationLog(ctx)
     runtime = EndpointRuntime(ctx, oplog)

@@ -50,7 +50,8 @@ from argon.storage.manifest import (
 )
 from argon.storage.repair import TRASH_PREFIX, plan_repair
 from argon.storage.snapshots import Snapshot, clean_staging
-from argon.storage.wal import read_control_file
+from argon.storage.replicas import ReplicaStore
+from argon.storage.wal import ControlFacts, read_control_file
 from argon.storage.durability import syncfs
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,14 @@ class Storage(HistoryMixin):
 
     def exists(self, timeline_id: str) -> bool:
         return (self._dir(timeline_id) / MANIFEST_NAME).is_file()
+
+    def replica_store(self) -> ReplicaStore:
+        """Read replicas' own copies of this store's timelines."""
+        return ReplicaStore(self.root, self.driver, self.owner, self.pgdata, self.archive_dir)
+
+    def control_facts(self, timeline_id: str) -> ControlFacts:
+        """What the timeline's pg_control says (state, checkpoint), without a compute."""
+        return read_control_file(self.pgdata(timeline_id))
 
     def manifest(self, timeline_id: str) -> TimelineManifest:
         tdir = self._dir(timeline_id)
