@@ -262,8 +262,8 @@ class ComputeManager:
                 logger.warning("compute %s: not ready after %.0f s; stopping it",
                                spec.endpoint_id, self.start_timeout)
                 self._terminate(spec, at, proc.pid)
-                raise _start_error(spec, at, f"Postgres was not ready after {self.start_timeout:.0f}"
-                                   " s", log_offset)
+                raise _start_error(spec, at, "Postgres was not ready after "
+                                   f"{self.start_timeout:.0f} s", log_offset)
             time.sleep(READY_POLL_SECONDS)
 
     def _accepts(self, spec: ComputeSpec, at: Placement, pf: PidFile) -> bool:

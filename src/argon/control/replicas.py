@@ -27,6 +27,7 @@ import psycopg
 from sqlalchemy import select
 
 from argon.compute import ComputeAddress, ComputeSpec
+from argon.compute.backup import backup_of
 from argon.compute.config import SUPERUSER, primary_minimums
 from argon.compute.spec import ComputeMode
 from argon.errors import ArgonError
@@ -157,7 +158,7 @@ class Replicas:
             self._settle_without_primary(timeline_id)
         if primary_ep is not None and runtime.running(primary_ep) is not None:
             pspec = runtime.spec(primary_ep)
-            self.store.seed(timeline_id, endpoint_id, lambda: self.ctx.computes.connect(pspec))
+            self.store.seed(timeline_id, endpoint_id, backup_of(self.ctx.computes, pspec))
         else:
             self.store.seed(timeline_id, endpoint_id, None)
 

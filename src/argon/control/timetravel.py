@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from argon.compute import ComputeAddress, ComputeSpec
+from argon.compute.backup import switch_wal
 from argon.compute.spec import ComputeMode
 from argon.control.context import ControlContext
 from argon.control.runtime import EndpointRuntime
@@ -90,7 +91,8 @@ class TimeTravel:
             spec = self.runtime.spec(source_ep)
             with self.ctx.computes.connect(spec) as conn:
                 conn.autocommit = True
-                live = storage.seal_wal(source_row.timeline_id, conn)
+                sealed = switch_wal(conn)
+            live = storage.seal_wal(source_row.timeline_id, sealed)
             self._check(source_row, point, live.head_lsn, retention)
             with storage.pin(source_row.timeline_id):
                 return storage.branch_timeline_at(child_tl, source_row.timeline_id, point, live)

@@ -26,13 +26,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-
 from argon.errors import Conflict, InvalidInput
 from argon.pg import OsUser
 from argon.storage.branching import CloneJob, branch_running, branch_stopped
 from argon.storage.conf import CONF_NAME, quote_conf
 from argon.storage.drivers import CloneDriver
+from argon.storage.interfaces import RunningBackup
 from argon.storage.wal import DbState, read_control_file
 
 logger = logging.getLogger(__name__)
@@ -141,7 +140,7 @@ class ReplicaStore:
 
     # -- seeding -------------------------------------------------------------------
     def seed(self, timeline_id: str, endpoint_id: str,
-             running_primary: Callable[[], psycopg.Connection] | None) -> None:
+             running_primary: RunningBackup | None) -> None:
         """A new standby data directory from the primary's (running: backup API;
         stopped: its clean shutdown checkpoint), then renamed into place at once."""
         self.remove(timeline_id, endpoint_id)

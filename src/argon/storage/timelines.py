@@ -24,8 +24,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
 from argon.errors import (
     ArgonError,
     Conflict,
@@ -39,6 +37,7 @@ from argon.storage import space
 from argon.storage.branching import CloneJob, branch_running, branch_stopped
 from argon.storage.conf import RecoveryTarget, StorageConf, write_storage_conf
 from argon.storage.drivers import CloneDriver
+from argon.storage.interfaces import RunningBackup
 from argon.storage.history import HistoryMixin
 from argon.storage.manifest import (
     MANIFEST_NAME,
@@ -119,12 +118,11 @@ class Storage(HistoryMixin):
         logger.info("created root timeline %s", timeline_id)
 
     def branch_timeline(self, child_id: str, parent_id: str,
-                        running_parent: Callable[[], psycopg.Connection] | None
-                        ) -> BranchPoint:
+                        running_parent: RunningBackup | None) -> BranchPoint:
         """A child of ``parent_id`` that starts on its own new Postgres timeline.
 
-        ``running_parent`` returns a superuser autocommit connection to the running
-        parent (backup API), or is None when the parent's Postgres is stopped.
+        ``running_parent`` opens the running parent's backup window (the compute room's
+        ``compute.backup.backup_of``), or is None when the parent's Postgres is stopped.
         """
         parent = self.manifest(parent_id)
         if parent.state is not TimelineState.READY:

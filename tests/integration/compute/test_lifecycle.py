@@ -60,14 +60,16 @@ def test_start_is_idempotent(make_compute_spec: Callable[..., ComputeSpec],
     first = compute_manager.start_process(spec)
     second = compute_manager.start_process(spec)
     assert second.pid == first.pid
-    assert ComputeManager(compute_manager.owner, compute_manager.layout).start_process(spec).pid == first.pid
+    again = ComputeManager(compute_manager.owner, compute_manager.layout)
+    assert again.start_process(spec).pid == first.pid
 
 
 def test_fresh_manager_readopts_running_postmaster(
         make_compute_spec: Callable[..., ComputeSpec], compute_manager: ComputeManager) -> None:
     spec = make_compute_spec()
     pid = compute_manager.start_process(spec).pid
-    restarted = ComputeManager(compute_manager.owner, compute_manager.layout)   # as after an Argon restart
+    # as after an Argon restart
+    restarted = ComputeManager(compute_manager.owner, compute_manager.layout)
     assert restarted.pid(spec) == pid
     with restarted.connect(spec) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -30,8 +30,10 @@ def pooled(make_compute_spec: Callable[..., ComputeSpec], compute_manager: Compu
         conn.execute("CREATE ROLE alice LOGIN PASSWORD 'alice-pw'")
         conn.execute("CREATE TABLE items (id int)")
         conn.execute("GRANT ALL ON items TO alice")
-    spec = PoolerSpec(compute.endpoint_id, compute_manager.address(compute),  # type: ignore[arg-type]
-                      compute.admin_password, free_port(), pool_size=2)
+    upstream = compute_manager.address(compute)
+    assert upstream is not None
+    spec = PoolerSpec(compute.endpoint_id, upstream, compute.admin_password, free_port(),
+                      pool_size=2)
     _COMPUTES[compute.endpoint_id] = compute
     mgr = PoolerManager(compute_manager.owner, compute_manager.layout)
     yield mgr, spec

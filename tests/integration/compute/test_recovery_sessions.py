@@ -62,11 +62,12 @@ def test_online_copy_with_immediate_target_returns_after_promotion(
     with compute_manager.connect(parent) as conn:
         conn.execute("CREATE TABLE before_branch AS SELECT generate_series(1, 100) AS x")
         conn.execute("SELECT pg_backup_start('compute-test', fast => true)")
-        subprocess.run(["cp", "-a", str(place(parent).pgdata), str(place(child).pgdata)], check=True)
+        subprocess.run(["cp", "-a", str(place(parent).pgdata), str(place(child).pgdata)],
+                       check=True)
         label = conn.execute("SELECT labelfile FROM pg_backup_stop(false)").fetchone()[0]
         conn.execute("INSERT INTO before_branch VALUES (-1)")   # after the branch point
-    subprocess.run(f"cp -a {place(parent).pgdata}/pg_wal/0* {place(child).pgdata}/pg_wal/", shell=True,
-                   check=True)
+    subprocess.run(f"cp -a {place(parent).pgdata}/pg_wal/0* {place(child).pgdata}/pg_wal/",
+                   shell=True, check=True)
     (place(child).pgdata / "postmaster.pid").unlink()
     (place(child).pgdata / "backup_label").write_text(label)
     compute_manager.owner.chown(place(child).pgdata / "backup_label")

@@ -106,7 +106,8 @@ def test_a_marker_that_lies_is_repaired(make_compute_spec: Callable[..., Compute
     """A data directory copied with its marker but not its password (or a changed master
     key with a stale marker): the readiness check sees the refusal and upgrades again."""
     spec = replace(make_compute_spec(), admin_password=NEW_PASSWORD)
-    admin_auth.mark_set(place(spec).pgdata, spec, compute_manager.owner)    # claims NEW_PASSWORD; pg_authid no
+    # claims NEW_PASSWORD; pg_authid does not
+    admin_auth.mark_set(place(spec).pgdata, spec, compute_manager.owner)
     compute_manager.start_process(spec)
     assert_locked_down(compute_manager, spec)
 
@@ -133,8 +134,9 @@ def test_a_pgbouncer_left_on_tcp_with_trust_is_restarted(
     compute = make_compute_spec()
     compute_manager.start_process(compute)
     tcp = free_port()
-    spec = PoolerSpec(compute.endpoint_id, compute_manager.address(compute),  # type: ignore[arg-type]
-                      compute.admin_password, free_port())
+    upstream = compute_manager.address(compute)
+    assert upstream is not None
+    spec = PoolerSpec(compute.endpoint_id, upstream, compute.admin_password, free_port())
     socket_dir = compute_manager.layout.pooler_socket_dir(compute.endpoint_id)
     real = pooler_mod.render_pgbouncer_ini
 
