@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from argon.compute import ComputeManager, ComputeSpec, initdb, socket_dir_for
+from argon.compute import ComputeManager, ComputeSpec, HostLayout, initdb
 from argon.compute.pidfile import process_tree
 from argon.pg import choose_install, pg_os_user
 
@@ -53,6 +53,14 @@ def smaps_kib(pid: int) -> tuple[int, int]:
     return pss, rss
 
 
+class _OneDir:
+    def __init__(self, pgdata: Path) -> None:
+        self.path = pgdata
+
+    def pgdata(self, timeline_id: str, copy: str | None = None) -> Path:
+        return self.path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pg-version", type=int, default=None)
@@ -64,13 +72,14 @@ def main() -> None:
     owner = pg_os_user()
     root = Path(tempfile.mkdtemp(prefix="argon-bench-compute-"))
     os.chmod(root, 0o755)
-    mgr = ComputeManager(owner)
+    # the bench's own locator: the timeline "bench" is root/pgdata
+    mgr = ComputeManager(owner, HostLayout(_OneDir(root / "pgdata"), root))
     install = choose_install(args.pg_version).accessible_for(owner.uid, root / "pgbin")
-    spec = ComputeSpec("ep-bench", root / "pgdata", install, free_port(),
-                       socket_dir_for(root, "ep-bench"), root / "ep-bench.log",
+    spec = ComputeSpec("ep-bench", "bench", install, free_port(),
                        admin_password="bench-admin-password")
+    where = mgr.layout.place(spec)
     try:
-        initdb(install, spec.pgdata, owner, spec.admin_password)
+        initdb(install, where.pgdata, owner, spec.admin_password)
         mgr.start(spec)   # the first start moves initdb's config aside: not measured
         mgr.stop(spec)
         times: list[float] = []
@@ -85,7 +94,7 @@ def main() -> None:
         time.sleep(args.settle)
         pid = mgr.pid(spec)
         if pid is None:
-            raise SystemExit("the compute died while idle; see " + str(spec.log_path))
+            raise SystemExit("the compute died while idle; see " + str(where.log_path))
         procs = process_tree(pid)
         pss = sum(smaps_kib(p)[0] for p in procs) / 1024
         rss = sum(smaps_kib(p)[1] for p in procs) / 1024

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from argon.compute.backup import online_backup, switch_wal  # noqa: E402
 from argon.compute.initdb import initdb  # noqa: E402
 from argon.control.history import SNAPSHOT_BYTES  # noqa: E402
 from argon.pg import Lsn, choose_install, pg_os_user  # noqa: E402
@@ -88,10 +89,10 @@ def _run_driver(root: Path, driver, seconds: int, servers: list) -> dict:  # typ
         storage.record_sample("main", row[0], lsn)
         snaps = storage.snapshots("main")
         if not snaps or int(lsn) - int(snaps[-1].lsn) >= every:
-            storage.snapshot_running("main", lambda: server.connect())
+            storage.snapshot_running("main", lambda label: online_backup(server.connect, label))
     with server.connect() as conn:
         conn.autocommit = True
-        live = storage.seal_wal("main", conn)
+        live = storage.seal_wal("main", switch_wal(conn))
     elapsed = (datetime.now(UTC) - t_start).total_seconds()
     wal_bytes = int(live.head_lsn) - int(samples[0][1])
     hist_bytes = storage.history_bytes("main") - hist0

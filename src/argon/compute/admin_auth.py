@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -34,23 +35,23 @@ def fingerprint(password: str) -> str:
     return hashlib.sha256(b"argon admin auth marker\0" + password.encode()).hexdigest()
 
 
-def is_set(spec: ComputeSpec) -> bool:
-    """True once cloud_admin's password in this data directory is ``spec.admin_password``."""
+def is_set(pgdata: Path, spec: ComputeSpec) -> bool:
+    """True once cloud_admin's password in ``pgdata`` is ``spec.admin_password``."""
     try:
-        text = (spec.pgdata / MARKER).read_text().strip()
+        text = (pgdata / MARKER).read_text().strip()
     except OSError:
         return False
     return text == fingerprint(spec.admin_password)
 
 
-def mark_set(spec: ComputeSpec, owner: OsUser) -> None:
-    atomic_write(spec.pgdata / MARKER, fingerprint(spec.admin_password) + "\n", owner)
+def mark_set(pgdata: Path, spec: ComputeSpec, owner: OsUser) -> None:
+    atomic_write(pgdata / MARKER, fingerprint(spec.admin_password) + "\n", owner)
 
 
-def forget(spec: ComputeSpec) -> None:
+def forget(pgdata: Path) -> None:
     """The marker lied (the role's password differs): the next start upgrades again."""
     try:
-        os.unlink(spec.pgdata / MARKER)
+        os.unlink(pgdata / MARKER)
     except FileNotFoundError:
         pass
 

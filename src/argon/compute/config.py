@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from argon.compute import pgext, replication, user_settings
+from argon.compute.placement import Placement
 from argon.compute.spec import ComputeMode, ComputeSpec
 from argon.errors import InvalidInput
 from argon.pg import OsUser
@@ -94,19 +95,19 @@ def memory_settings(cu_max: float) -> dict[str, str]:
     }
 
 
-def enforced_settings(spec: ComputeSpec) -> dict[str, str]:
-    """What Argon relies on: a compute listens on loopback and its private socket only."""
+def enforced_settings(spec: ComputeSpec, at: Placement) -> dict[str, str]:
+    """What Argon relies on: a compute listens on its private socket only."""
     out = {
         "cluster_name": spec.endpoint_id,          # shows in ps; names the endpoint in logs
         # no TCP at all: the proxy (unix socket) is the only door, so the proxy's checks
         # (IP allow lists, rate limits) cannot be bypassed from this host's loopback
         "listen_addresses": "",
         "port": str(spec.port),
-        "unix_socket_directories": str(spec.socket_dir),
+        "unix_socket_directories": str(at.socket_dir),
         "unix_socket_permissions": "0700",
-        "hba_file": str(spec.pgdata / "pg_hba.conf"),
+        "hba_file": str(at.pgdata / "pg_hba.conf"),
         "password_encryption": "scram-sha-256",
-        "logging_collector": "off",                # stderr goes to spec.log_path
+        "logging_collector": "off",                # stderr goes to at.log_path
         "log_destination": "stderr",
         "log_line_prefix": "%m [%p] %q%u@%d ",
         "wal_level": replication.wal_level(spec),  # replica: archive and backup API need it
@@ -184,9 +185,9 @@ def check_user_settings(settings: Mapping[str, str], enforced: Mapping[str, str]
                                "set per endpoint; remove it from pg_settings")
 
 
-def render_config(spec: ComputeSpec) -> str:
+def render_config(spec: ComputeSpec, at: Placement) -> str:
     """The whole postgresql.conf for ``spec``: deterministic, each section sorted."""
-    enforced = enforced_settings(spec)
+    enforced = enforced_settings(spec, at)
     check_user_settings(spec.pg_settings, enforced)
     tunable = memory_settings(spec.cu_max)
     tunable.update({k.lower(): v for k, v in spec.pg_settings.items()})
@@ -248,15 +249,16 @@ def atomic_write(path: Path, text: str, owner: OsUser, mode: int = 0o600) -> Non
     os.rename(tmp, path)
 
 
-def write_config(spec: ComputeSpec, owner: OsUser, *, bootstrap: bool = False) -> None:
+def write_config(spec: ComputeSpec, at: Placement, owner: OsUser, *,
+                 bootstrap: bool = False) -> None:
     """Render both files into the data directory; keep initdb's file as the base."""
-    text = render_config(spec)  # validates before anything on disk changes
-    conf = spec.pgdata / "postgresql.conf"
-    base = spec.pgdata / BASE_CONF
+    text = render_config(spec, at)  # validates before anything on disk changes
+    conf = at.pgdata / "postgresql.conf"
+    base = at.pgdata / BASE_CONF
     if conf.exists() and not base.exists() and not conf.read_text().startswith(HEADER):
         os.rename(conf, base)
     _write_if_changed(conf, text, owner)
-    _write_if_changed(spec.pgdata / "pg_hba.conf", render_hba(bootstrap=bootstrap), owner)
+    _write_if_changed(at.pgdata / "pg_hba.conf", render_hba(bootstrap=bootstrap), owner)
 
 
 def _write_if_changed(path: Path, text: str, owner: OsUser) -> None:

@@ -24,14 +24,15 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from argon.compute.config import atomic_write
 from argon.compute.errors import ComputeError, ComputeStartFailed
 from argon.compute.process import child_env
+from argon.compute.placement import HostLayout
 from argon.compute.sockets import prepare_socket_dir
-from argon.compute.spec import ComputeSpec
+from argon.compute.spec import ComputeAddress
 from argon.errors import Unavailable
 from argon.pg import OsUser
 
@@ -66,27 +67,37 @@ START_TIMEOUT_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class PoolerSpec:
+    """A pooler for an endpoint, in front of the compute at ``upstream``."""
+
     endpoint_id: str
-    compute: ComputeSpec
-    port: int                   # names the unix socket (.s.PGSQL.<port>); no TCP listener
-    socket_dir: Path            # private unix socket directory the proxy connects to
-    workdir: Path               # ini, pid file and log
+    upstream: ComputeAddress    # where the compute listens (its provider's answer)
+    admin_password: str = field(default="", repr=False)   # cloud_admin's, as the compute's
+    port: int = 0               # names the unix socket (.s.PGSQL.<port>); 0: keep or pick
     pool_size: int = 100        # Neon: ~0.9 x max_connections of the smallest compute
     max_client_conn: int = 10000  # Neon's value
 
 
-def render_pgbouncer_ini(spec: PoolerSpec, superuser: str = "cloud_admin") -> str:
+@dataclass(frozen=True)
+class PoolerPlacement:
+    """The local pooler's paths (``PoolerManager``'s own business)."""
+
+    socket_dir: Path            # private unix socket directory the proxy connects to
+    workdir: Path               # ini, pid file and log
+
+
+def render_pgbouncer_ini(spec: PoolerSpec, at: PoolerPlacement,
+                         superuser: str = "cloud_admin") -> str:
     """The whole ini file for ``spec`` (pure)."""
-    c = spec.compute
+    up = spec.upstream
     settings = {
         "max_prepared_statements": str(MAX_PREPARED_STATEMENTS),
         "listen_addr": "",                 # no TCP listener: the unix socket only
         "listen_port": str(spec.port),
-        "unix_socket_dir": str(spec.socket_dir),
+        "unix_socket_dir": str(at.socket_dir),
         "unix_socket_mode": "0700",
-        "pidfile": str(spec.workdir / PID_NAME),
+        "pidfile": str(at.workdir / PID_NAME),
         "auth_type": "scram-sha-256",
-        "auth_file": str(spec.workdir / AUTH_FILE_NAME),
+        "auth_file": str(at.workdir / AUTH_FILE_NAME),
         "auth_user": superuser,
         "auth_query": "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename=$1",
         "admin_users": superuser,
@@ -107,7 +118,7 @@ def render_pgbouncer_ini(spec: PoolerSpec, superuser: str = "cloud_admin") -> st
         "; managed by Argon: rewritten at every start, do not edit",
         f"; pooler for endpoint {spec.endpoint_id}",
         "[databases]",
-        f"* = host={c.socket_dir} port={c.port}",
+        f"* = host={up.host} port={up.port}",
         "",
         "[pgbouncer]",
         *(f"{k} = {v}" for k, v in sorted(settings.items())),
@@ -120,49 +131,74 @@ def render_auth_file(spec: PoolerSpec, superuser: str = "cloud_admin") -> str:
     in clear, since PgBouncer must log in with it to run ``auth_query``."""
     def q(text: str) -> str:
         return '"' + text.replace('"', '""') + '"'
-    return f"{q(superuser)} {q(spec.compute.admin_password)}\n"
+    return f"{q(superuser)} {q(spec.admin_password)}\n"
 
 
 class PoolerManager:
-    def __init__(self, owner: OsUser, binary: str | None = None,
+    """The local pooler provider (``argon.compute.provider.PoolerProvider``)."""
+
+    def __init__(self, owner: OsUser, layout: HostLayout, binary: str | None = None,
                  superuser: str = "cloud_admin") -> None:
         self.binary, self.version = find_pgbouncer(binary)
         self.owner = owner
+        self.layout = layout
         self.superuser = superuser
         self._children: dict[Path, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
+    def _place(self, spec: PoolerSpec) -> PoolerPlacement:
+        return PoolerPlacement(socket_dir=self.layout.pooler_socket_dir(spec.endpoint_id),
+                               workdir=self.layout.pooler_workdir(spec.endpoint_id))
+
     def pid(self, spec: PoolerSpec) -> int | None:
         """The running PgBouncer's pid from its verified pid file, else None."""
-        self._reap(spec.workdir)
+        workdir = self._place(spec).workdir
+        self._reap(workdir)
         try:
-            pid = int((spec.workdir / PID_NAME).read_text().strip())
+            pid = int((workdir / PID_NAME).read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _is_pgbouncer_for(pid, spec.workdir / INI_NAME) else None
+        return pid if _is_pgbouncer_for(pid, workdir / INI_NAME) else None
 
     def port(self, spec: PoolerSpec) -> int | None:
         """The port the running PgBouncer listens on (its socket is named after it)."""
         if self.pid(spec) is None:
             return None
-        return _ini_port(spec.workdir / INI_NAME)
+        return _ini_port(self._place(spec).workdir / INI_NAME)
 
-    def start(self, spec: PoolerSpec) -> int:
-        """Start PgBouncer (or reload it if its ini changed); returns its pid.
+    def address(self, spec: PoolerSpec) -> ComputeAddress | None:
+        """The pooled address of the running PgBouncer; None when it does not run."""
+        port = self.port(spec)
+        return None if port is None else ComputeAddress(
+            str(self._place(spec).socket_dir), port)
+
+    def start(self, spec: PoolerSpec) -> ComputeAddress:
+        """Start PgBouncer (or reload it if its ini changed); returns its pooled address.
 
         ``spec.port`` 0 means "keep the running one's port, or pick a free one".
         """
+        pid = self.start_process(spec)
+        address = self.address(spec)
+        if address is None:
+            raise ComputeStartFailed(f"pgbouncer for {spec.endpoint_id} (pid {pid}) does "
+                                     "not run right after its start")
+        return address
+
+    def start_process(self, spec: PoolerSpec) -> int:
+        """``start``, answering PgBouncer's pid."""
+        at = self._place(spec)
+        workdir = at.workdir
         with self._lock:
-            ini = spec.workdir / INI_NAME
+            ini = workdir / INI_NAME
             running = self.pid(spec)
             if spec.port == 0:
                 port = (_ini_port(ini) if running is not None else None) or _free_port()
                 spec = replace(spec, port=port)
-            if not spec.compute.admin_password:
+            if not spec.admin_password:
                 raise ComputeError(f"pooler {spec.endpoint_id}: the compute spec has no "
                                    "admin_password; PgBouncer trusts nobody")
-            text = render_pgbouncer_ini(spec, self.superuser)
-            auth_file, auth_text = spec.workdir / AUTH_FILE_NAME, render_auth_file(
+            text = render_pgbouncer_ini(spec, at, self.superuser)
+            auth_file, auth_text = workdir / AUTH_FILE_NAME, render_auth_file(
                 spec, self.superuser)
             if running is not None and _ini_value(ini, "listen_addr") != "":
                 # started by an older Argon (TCP listener, trust): a reload cannot close
@@ -179,34 +215,36 @@ class PoolerManager:
                     logger.info("pooler %s: reloaded with a new configuration",
                                 spec.endpoint_id)
                 return running
-            spec.workdir.mkdir(parents=True, exist_ok=True)
-            spec.workdir.chmod(0o700)
-            self.owner.chown(spec.workdir)
-            prepare_socket_dir(spec.socket_dir, self.owner)
-            (spec.workdir / PID_NAME).unlink(missing_ok=True)
+            workdir.mkdir(parents=True, exist_ok=True)
+            workdir.chmod(0o700)
+            self.owner.chown(workdir)
+            prepare_socket_dir(at.socket_dir, self.owner)
+            (workdir / PID_NAME).unlink(missing_ok=True)
             atomic_write(auth_file, auth_text, self.owner)   # 0600, the Postgres account's
             atomic_write(ini, text, self.owner)
-            with (spec.workdir / LOG_NAME).open("ab") as log:
+            with (workdir / LOG_NAME).open("ab") as log:
                 offset = log.tell()
                 proc = subprocess.Popen(
                     [self.binary, str(ini)], stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, cwd=spec.workdir, env=child_env(),
+                    stderr=subprocess.STDOUT, cwd=workdir, env=child_env(),
                     start_new_session=True, **self.owner.popen_kwargs())  # type: ignore[arg-type]
-            self._children[spec.workdir] = proc
+            self._children[workdir] = proc
             self._wait_ready(spec, proc, offset)
             logger.info("pooler %s: started (pid %d, port %d)", spec.endpoint_id, proc.pid,
                         spec.port)
             return proc.pid
 
     def _wait_ready(self, spec: PoolerSpec, proc: subprocess.Popen[bytes], offset: int) -> None:
-        path = str(spec.socket_dir / f".s.PGSQL.{spec.port}")
+        at = self._place(spec)
+        workdir = at.workdir
+        path = str(at.socket_dir / f".s.PGSQL.{spec.port}")
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             code = proc.poll()
             if code is not None:
                 raise ComputeStartFailed(
                     f"pgbouncer for {spec.endpoint_id} exited with code {code}: "
-                    f"{_tail(spec.workdir / LOG_NAME, offset)}")
+                    f"{_tail(workdir / LOG_NAME, offset)}")
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 try:
                     s.connect(path)
@@ -220,7 +258,7 @@ class PoolerManager:
         self._kill(spec, proc.pid)
         raise ComputeStartFailed(f"pgbouncer for {spec.endpoint_id} did not listen on {path} "
                                  f"within {START_TIMEOUT_SECONDS:.0f} s: "
-                                 f"{_tail(spec.workdir / LOG_NAME, offset)}")
+                                 f"{_tail(workdir / LOG_NAME, offset)}")
 
     def stop(self, spec: PoolerSpec) -> None:
         """Stop PgBouncer (clients are disconnected, as a fast compute stop does)."""
@@ -244,16 +282,17 @@ class PoolerManager:
                 break
         else:
             raise ComputeError(f"pgbouncer {pid} for {spec.endpoint_id} did not exit")
-        (spec.workdir / PID_NAME).unlink(missing_ok=True)
+        (self._place(spec).workdir / PID_NAME).unlink(missing_ok=True)
 
     def _wait_exit(self, spec: PoolerSpec, pid: int, timeout: float) -> bool:
+        workdir = self._place(spec).workdir
         deadline = time.monotonic() + timeout
-        ini = spec.workdir / INI_NAME
+        ini = workdir / INI_NAME
         while time.monotonic() < deadline:
-            child = self._children.get(spec.workdir)
+            child = self._children.get(workdir)
             if child is not None and child.pid == pid:
                 if child.poll() is not None:
-                    self._children.pop(spec.workdir, None)
+                    self._children.pop(workdir, None)
                     return True
             elif not _is_pgbouncer_for(pid, ini):
                 return True

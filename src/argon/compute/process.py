@@ -31,8 +31,10 @@ from argon.compute.errors import ComputeError, ComputeStartFailed, InvalidComput
 from argon.compute.pidfile import (PIDFILE, STATUS_READY, STATUS_STANDBY, PidFile, alive,
                                    exiting_postmaster, is_postmaster_of, process_in,
                                    process_tree, verified)
+from argon.compute.placement import HostLayout, Placement
 from argon.compute.sockets import prepare_socket_dir
-from argon.compute.spec import ComputeMode, ComputeProcess, ComputeSpec, ComputeState
+from argon.compute.spec import (ComputeAddress, ComputeMode, ComputeProcess, ComputeSpec,
+                                ComputeState)
 from argon.errors import InvalidInput, NotFound, Unavailable
 from argon.pg import OsUser
 
@@ -65,9 +67,13 @@ def child_env() -> dict[str, str]:
 
 
 class ComputeManager:
-    def __init__(self, owner: OsUser, superuser: str = "cloud_admin", *,
+    """The local compute provider (``argon.compute.provider.ComputeProvider``): Postgres
+    processes on this host, on data directories found through ``layout``."""
+
+    def __init__(self, owner: OsUser, layout: HostLayout, superuser: str = "cloud_admin", *,
                  start_timeout: float = 300.0, stop_timeout: float = 60.0) -> None:
         self.owner = owner
+        self.layout = layout
         self.superuser = superuser
         # long enough for a branch replaying a lot of WAL; a crash fails fast anyway
         self.start_timeout = start_timeout
@@ -80,26 +86,49 @@ class ComputeManager:
 
     def pid(self, spec: ComputeSpec) -> int | None:
         """The running postmaster's pid from a verified postmaster.pid, else None."""
-        self._reap(spec.pgdata)
-        pf = verified(spec.pgdata)
+        at = self.layout.place(spec)
+        self._reap(at.pgdata)
+        pf = verified(at.pgdata)
         return pf.pid if pf else None
 
     def state(self, spec: ComputeSpec) -> ComputeState:
         return ComputeState.ACTIVE if self.pid(spec) is not None else ComputeState.IDLE
 
     def process(self, spec: ComputeSpec) -> ComputeProcess | None:
-        self._reap(spec.pgdata)
-        pf = verified(spec.pgdata)
-        return None if pf is None else _as_process(pf, spec)
+        at = self.layout.place(spec)
+        self._reap(at.pgdata)
+        pf = verified(at.pgdata)
+        return None if pf is None else _as_process(pf, at)
+
+    def address(self, spec: ComputeSpec) -> ComputeAddress | None:
+        """Where the running compute takes connections; None when it does not run."""
+        process = self.process(spec)
+        return None if process is None else process.address
+
+    def reserve_address(self, spec: ComputeSpec) -> ComputeSpec:
+        """The spec with its port hint settled (the last one when free, else a free one),
+        so that ``expected_address`` is known before the start: a pooled wake starts
+        PgBouncer beside Postgres, pointed at where Postgres will listen."""
+        if spec.port and port_is_free(spec.port):
+            return spec
+        return replace(spec, port=_free_port())
+
+    def expected_address(self, spec: ComputeSpec) -> ComputeAddress | None:
+        """Where the compute will listen once started with this spec (its private socket
+        and the port hint), running or not; None when that is not known yet."""
+        if not spec.port:
+            return None
+        return ComputeAddress(str(self.layout.place(spec).socket_dir), spec.port)
 
     def connect(self, spec: ComputeSpec, dbname: str = "postgres", user: str | None = None,
                 autocommit: bool = True) -> psycopg.Connection:
         """A connection over the unix socket, tagged ``application_name = 'argon'``."""
-        pf = verified(spec.pgdata)
+        at = self.layout.place(spec)
+        pf = verified(at.pgdata)
         if pf is None:
             raise Unavailable(f"compute {spec.endpoint_id} is not running; start the "
                               "endpoint first")
-        return self._connect(spec, pf.port, dbname, user, autocommit)
+        return self._connect(spec, at, pf.port, dbname, user, autocommit)
 
     def client_sessions(self, spec: ComputeSpec) -> int:
         """Client backends other than Argon's own (used to decide idleness), and logical
@@ -115,48 +144,55 @@ class ComputeManager:
 
     # -- start ---------------------------------------------------------------------------
 
-    def start(self, spec: ComputeSpec) -> ComputeProcess:
-        """Start the compute and return once it accepts sessions (idempotent).
+    def start(self, spec: ComputeSpec) -> ComputeAddress:
+        """Start the compute and return where it takes sessions, once it does (idempotent).
 
-        A running compute is returned as it is (its real port is in the result).
-        ``spec.port`` 0 picks a free port.
+        A running compute is returned as it is (its real port is in the result).  The
+        port of ``spec.port`` is kept when it is free, else (and for 0) a free one is
+        picked: a PgBouncer that remembered the old port finds the compute again.
         """
+        return self.start_process(spec).address
+
+    def start_process(self, spec: ComputeSpec) -> ComputeProcess:
+        """``start``, answering the process (pid, start time) with its address."""
         if not spec.admin_password:
             raise ComputeError(f"compute {spec.endpoint_id}: the spec has no admin_password; "
                                "computes never trust anyone, not even Argon")
-        with self._lock(spec.pgdata):
-            self._reap(spec.pgdata)
-            pf = verified(spec.pgdata)
+        at = self.layout.place(spec)
+        with self._lock(at.pgdata):
+            self._reap(at.pgdata)
+            pf = verified(at.pgdata)
             if pf is not None:
                 # found running (e.g. after an Argon crash): finish an interrupted upgrade
-                self._ensure_admin_auth(spec, pf)
-                return _as_process(pf, spec)
-            if spec.port == 0:
+                self._ensure_admin_auth(spec, at, pf)
+                return _as_process(pf, at)
+            if spec.port == 0 or not port_is_free(spec.port):
                 spec = replace(spec, port=_free_port())
-            self._check_datadir(spec)
-            self._clear_leftovers(spec)
-            self._prepare_dirs(spec)
-            write_config(spec, self.owner, bootstrap=_needs_password_upgrade(spec))
-            proc, log_offset = self._spawn(spec)
-            process = self._wait_ready(spec, proc, log_offset)
-            pf = verified(spec.pgdata)
+            self._check_datadir(at, spec)
+            self._clear_leftovers(spec, at)
+            self._prepare_dirs(at)
+            write_config(spec, at, self.owner, bootstrap=_needs_password_upgrade(spec, at))
+            proc, log_offset = self._spawn(spec, at)
+            process = self._wait_ready(spec, at, proc, log_offset)
+            pf = verified(at.pgdata)
             if pf is None:
-                raise _start_error(spec, "Postgres exited right after it was ready", log_offset)
-            self._ensure_admin_auth(spec, pf)
+                raise _start_error(spec, at, "Postgres exited right after it was ready",
+                                   log_offset)
+            self._ensure_admin_auth(spec, at, pf)
             return process
 
-    def _check_datadir(self, spec: ComputeSpec) -> None:
-        version_file = spec.pgdata / "PG_VERSION"
+    def _check_datadir(self, at: Placement, spec: ComputeSpec) -> None:
+        version_file = at.pgdata / "PG_VERSION"
         if not version_file.is_file():
-            raise NotFound(f"{spec.pgdata} is not a Postgres data directory (no PG_VERSION); "
+            raise NotFound(f"{at.pgdata} is not a Postgres data directory (no PG_VERSION); "
                            "the endpoint's timeline may have been deleted")
         major = int(version_file.read_text().strip().split(".")[0])
         if major != spec.install.version:
-            raise InvalidInput(f"data directory {spec.pgdata} is PostgreSQL {major} but the "
+            raise InvalidInput(f"data directory {at.pgdata} is PostgreSQL {major} but the "
                                f"endpoint runs PostgreSQL {spec.install.version}; use the "
                                "project's pg_version")
 
-    def _clear_leftovers(self, spec: ComputeSpec) -> None:
+    def _clear_leftovers(self, spec: ComputeSpec, at: Placement) -> None:
         """Clear what a dead postmaster left behind, so that Postgres agrees to start.
 
         After a kill -9 the old postmaster may still be exiting and its orphaned
@@ -165,46 +201,46 @@ class ComputeManager:
         now belongs to an unrelated process would make Postgres refuse to start: remove
         them (the socket directory is this endpoint's alone).
         """
-        pf = PidFile.read(spec.pgdata)
-        if pf is None and not (spec.pgdata / PIDFILE).exists():
+        pf = PidFile.read(at.pgdata)
+        if pf is None and not (at.pgdata / PIDFILE).exists():
             return
         deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
         if pf is not None:
-            while (exiting_postmaster(pf.pid, spec.pgdata, pf.started_at)
+            while (exiting_postmaster(pf.pid, at.pgdata, pf.started_at)
                    and time.monotonic() < deadline):
                 time.sleep(0.005)
-        orphans = _processes_in(spec.pgdata)
+        orphans = _processes_in(at.pgdata)
         while orphans and time.monotonic() < deadline:
             time.sleep(0.02)
-            orphans = [p for p in orphans if process_in(p, spec.pgdata)]
+            orphans = [p for p in orphans if process_in(p, at.pgdata)]
         for pid in orphans:
             logger.warning("compute %s: killing orphaned postgres process %d",
                            spec.endpoint_id, pid)
             _signal(pid, signal.SIGKILL)
-        if verified(spec.pgdata) is None:
-            (spec.pgdata / PIDFILE).unlink(missing_ok=True)
-            for lock in spec.socket_dir.glob(".s.PGSQL.*.lock"):
+        if verified(at.pgdata) is None:
+            (at.pgdata / PIDFILE).unlink(missing_ok=True)
+            for lock in at.socket_dir.glob(".s.PGSQL.*.lock"):
                 lock.unlink(missing_ok=True)
             logger.info("compute %s: removed a stale %s", spec.endpoint_id, PIDFILE)
 
-    def _prepare_dirs(self, spec: ComputeSpec) -> None:
-        prepare_socket_dir(spec.socket_dir, self.owner)
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    def _prepare_dirs(self, at: Placement) -> None:
+        prepare_socket_dir(at.socket_dir, self.owner)
+        at.log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def _spawn(self, spec: ComputeSpec) -> tuple[subprocess.Popen[bytes], int]:
-        with spec.log_path.open("ab") as log:
+    def _spawn(self, spec: ComputeSpec, at: Placement) -> tuple[subprocess.Popen[bytes], int]:
+        with at.log_path.open("ab") as log:
             offset = log.tell()
             proc = subprocess.Popen(
-                [spec.install.bin("postgres"), "-D", str(spec.pgdata)],
+                [spec.install.bin("postgres"), "-D", str(at.pgdata)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=spec.pgdata, env=child_env(), start_new_session=True, close_fds=True,
+                cwd=at.pgdata, env=child_env(), start_new_session=True, close_fds=True,
                 **self.owner.popen_kwargs(),  # type: ignore[arg-type]
             )
-        self._children[spec.pgdata] = proc
+        self._children[at.pgdata] = proc
         logger.debug("compute %s: spawned postmaster %d", spec.endpoint_id, proc.pid)
         return proc, offset
 
-    def _wait_ready(self, spec: ComputeSpec, proc: subprocess.Popen[bytes],
+    def _wait_ready(self, spec: ComputeSpec, at: Placement, proc: subprocess.Popen[bytes],
                     log_offset: int) -> ComputeProcess:
         # a replica stays in recovery (standby); a static compute is a promoted clone
         replica = spec.mode is ComputeMode.REPLICA
@@ -213,27 +249,27 @@ class ComputeManager:
         while True:
             code = proc.poll()
             if code is not None:
-                self._children.pop(spec.pgdata, None)
-                raise _start_error(spec, f"Postgres exited with code {code}", log_offset)
-            pf = PidFile.read(spec.pgdata)
+                self._children.pop(at.pgdata, None)
+                raise _start_error(spec, at, f"Postgres exited with code {code}", log_offset)
+            pf = PidFile.read(at.pgdata)
             if pf is not None and pf.pid == proc.pid and pf.status in wanted:
-                ready = self._accepts(spec, pf)
+                ready = self._accepts(spec, at, pf)
                 if ready:
                     logger.info("compute %s: ready (pid %d, port %d)", spec.endpoint_id,
                                 pf.pid, pf.port)
-                    return _as_process(pf, spec)
+                    return _as_process(pf, at)
             if time.monotonic() > deadline:
                 logger.warning("compute %s: not ready after %.0f s; stopping it",
                                spec.endpoint_id, self.start_timeout)
-                self._terminate(spec, proc.pid)
-                raise _start_error(spec, f"Postgres was not ready after {self.start_timeout:.0f}"
-                                   " s", log_offset)
+                self._terminate(spec, at, proc.pid)
+                raise _start_error(spec, at, "Postgres was not ready after "
+                                   f"{self.start_timeout:.0f} s", log_offset)
             time.sleep(READY_POLL_SECONDS)
 
-    def _accepts(self, spec: ComputeSpec, pf: PidFile) -> bool:
+    def _accepts(self, spec: ComputeSpec, at: Placement, pf: PidFile) -> bool:
         """One real session: computes other than replicas must have left recovery."""
         try:
-            with self._connect(spec, pf.port, "postgres", None, True) as conn:
+            with self._connect(spec, at, pf.port, "postgres", None, True) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         except psycopg.OperationalError as exc:
             if _auth_refused(exc):
@@ -241,34 +277,35 @@ class ComputeManager:
                 # directory from elsewhere): upgrade it again, trusted on the socket
                 logger.warning("compute %s: cloud_admin's password was refused; setting it "
                                "again", spec.endpoint_id)
-                admin_auth.forget(spec)
-                self._write_hba(spec, pf, bootstrap=True)
+                admin_auth.forget(at.pgdata)
+                self._write_hba(spec, at, pf, bootstrap=True)
             return False
         return spec.mode is ComputeMode.REPLICA or (row is not None and not row[0])
 
     # -- cloud_admin's password ----------------------------------------------------------
 
-    def _ensure_admin_auth(self, spec: ComputeSpec, pf: PidFile) -> None:
+    def _ensure_admin_auth(self, spec: ComputeSpec, at: Placement, pf: PidFile) -> None:
         """Leave the running compute with cloud_admin's password set and no trust line.
 
         Every step can be redone: crash before the marker and the next start sets the
         password again; crash after it and the next start (or re-adoption) writes the
         final pg_hba.conf.
         """
-        if _needs_password_upgrade(spec):
-            self._write_hba(spec, pf, bootstrap=True)
-            with self._trusted(spec, pf) as conn:
+        if _needs_password_upgrade(spec, at):
+            self._write_hba(spec, at, pf, bootstrap=True)
+            with self._trusted(at, pf) as conn:
                 admin_auth.set_password(conn, spec.admin_password)
-            admin_auth.mark_set(spec, self.owner)
+            admin_auth.mark_set(at.pgdata, spec, self.owner)
             logger.info("compute %s: cloud_admin now logs in with its project's password",
                         spec.endpoint_id)
-        self._write_hba(spec, pf, bootstrap=False)
+        self._write_hba(spec, at, pf, bootstrap=False)
 
-    def _write_hba(self, spec: ComputeSpec, pf: PidFile, *, bootstrap: bool) -> None:
+    def _write_hba(self, spec: ComputeSpec, at: Placement, pf: PidFile, *,
+                   bootstrap: bool) -> None:
         """Write pg_hba.conf if it differs, and make the postmaster load it (SIGHUP),
         waiting until a password-less cloud_admin is refused (final) or let in
         (bootstrap)."""
-        path = spec.pgdata / "pg_hba.conf"
+        path = at.pgdata / "pg_hba.conf"
         text = render_hba(bootstrap=bootstrap)
         try:
             current = path.read_text()
@@ -280,22 +317,22 @@ class ComputeManager:
         _signal(pf.pid, signal.SIGHUP)
         deadline = time.monotonic() + HBA_RELOAD_SECONDS
         while time.monotonic() < deadline:
-            if self._passwordless_accepted(spec, pf) == bootstrap:
+            if self._passwordless_accepted(at, pf) == bootstrap:
                 return
             time.sleep(READY_POLL_SECONDS)
         raise ComputeError(f"compute {spec.endpoint_id} did not reload pg_hba.conf within "
                            f"{HBA_RELOAD_SECONDS:.0f} s")
 
-    def _passwordless_accepted(self, spec: ComputeSpec, pf: PidFile) -> bool | None:
+    def _passwordless_accepted(self, at: Placement, pf: PidFile) -> bool | None:
         try:
-            with self._trusted(spec, pf):
+            with self._trusted(at, pf):
                 return True
         except psycopg.OperationalError as exc:
             return False if _auth_refused(exc) else None
 
-    def _trusted(self, spec: ComputeSpec, pf: PidFile) -> psycopg.Connection:
+    def _trusted(self, at: Placement, pf: PidFile) -> psycopg.Connection:
         """cloud_admin without a password: only the bootstrap pg_hba.conf lets it in."""
-        return psycopg.connect(host=str(spec.socket_dir), port=pf.port, dbname="postgres",
+        return psycopg.connect(host=str(at.socket_dir), port=pf.port, dbname="postgres",
                                user=self.superuser, password="", passfile=NO_PASSFILE,
                                application_name=APPLICATION_NAME, autocommit=True,
                                connect_timeout=10)
@@ -311,40 +348,41 @@ class ComputeManager:
         if mode not in STOP_SIGNALS:
             raise InvalidInput(f"unknown stop mode {mode!r}; use one of "
                                f"{', '.join(STOP_SIGNALS)}")
-        with self._lock(spec.pgdata):
-            self._reap(spec.pgdata)
-            pf = verified(spec.pgdata)
+        at = self.layout.place(spec)
+        with self._lock(at.pgdata):
+            self._reap(at.pgdata)
+            pf = verified(at.pgdata)
             if pf is None:
                 return
             _signal(pf.pid, STOP_SIGNALS[mode])
-            if self._wait_exit(spec, pf.pid, self.stop_timeout):
+            if self._wait_exit(at, pf.pid, self.stop_timeout):
                 logger.info("compute %s: stopped (%s)", spec.endpoint_id, mode)
                 return
             logger.warning("compute %s: still running %.0f s after a %s stop; escalating",
                            spec.endpoint_id, self.stop_timeout, mode)
-            self._terminate(spec, pf.pid)
+            self._terminate(spec, at, pf.pid)
 
-    def _terminate(self, spec: ComputeSpec, pid: int) -> None:
+    def _terminate(self, spec: ComputeSpec, at: Placement, pid: int) -> None:
         """Immediate shutdown, then SIGKILL of the tree if even that hangs."""
         _signal(pid, signal.SIGQUIT)
-        if self._wait_exit(spec, pid, 10.0):
+        if self._wait_exit(at, pid, 10.0):
             return
         for child in process_tree(pid):
             _signal(child, signal.SIGKILL)
-        if not self._wait_exit(spec, pid, 10.0):
+        if not self._wait_exit(at, pid, 10.0):
             raise ComputeError(f"compute {spec.endpoint_id} (pid {pid}) did not exit even "
                                "after SIGKILL; check the host (D-state process?)")
 
-    def _wait_exit(self, spec: ComputeSpec, pid: int, timeout: float) -> bool:
+    def _wait_exit(self, at: Placement, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         delay = 0.002
         while time.monotonic() < deadline:
-            child = self._children.get(spec.pgdata)
+            child = self._children.get(at.pgdata)
             if child is not None and child.pid == pid:
                 if child.poll() is not None:
-                    self._children.pop(spec.pgdata, None)
+                    self._children.pop(at.pgdata, None)
                     return True
-            elif not is_postmaster_of(pid, spec.pgdata):
+            elif not is_postmaster_of(pid, at.pgdata):
                 return True
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -352,13 +390,13 @@ class ComputeManager:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _connect(self, spec: ComputeSpec, port: int, dbname: str, user: str | None,
-                 autocommit: bool) -> psycopg.Connection:
+    def _connect(self, spec: ComputeSpec, at: Placement, port: int, dbname: str,
+                 user: str | None, autocommit: bool) -> psycopg.Connection:
         user = user or self.superuser
         # Argon's own sessions log in as cloud_admin with the project's password; any
         # other user named here must have a password of its own (none is sent for it)
         password = spec.admin_password if user == self.superuser else ""
-        return psycopg.connect(host=str(spec.socket_dir), port=port, dbname=dbname,
+        return psycopg.connect(host=str(at.socket_dir), port=port, dbname=dbname,
                                user=user, password=password, passfile=NO_PASSFILE,
                                application_name=APPLICATION_NAME, autocommit=autocommit,
                                connect_timeout=10)
@@ -374,14 +412,15 @@ class ComputeManager:
             self._children.pop(pgdata, None)
 
 
-def _needs_password_upgrade(spec: ComputeSpec) -> bool:
+def _needs_password_upgrade(spec: ComputeSpec, at: Placement) -> bool:
     """A replica cannot write pg_authid: its cloud_admin password is its primary's."""
-    return spec.mode is not ComputeMode.REPLICA and not admin_auth.is_set(spec)
+    return spec.mode is not ComputeMode.REPLICA and not admin_auth.is_set(at.pgdata, spec)
 
 
-def _as_process(pf: PidFile, spec: ComputeSpec) -> ComputeProcess:
-    return ComputeProcess(pid=pf.pid, started_at=pf.started_at, port=pf.port,
-                          socket_dir=pf.socket_dir or spec.socket_dir)
+def _as_process(pf: PidFile, at: Placement) -> ComputeProcess:
+    socket_dir = pf.socket_dir or at.socket_dir
+    return ComputeProcess(pid=pf.pid, started_at=pf.started_at,
+                          address=ComputeAddress(str(socket_dir), pf.port))
 
 
 def _auth_refused(exc: psycopg.OperationalError) -> bool:
@@ -413,6 +452,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as Postgres binds
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def _log_tail(path: Path, offset: int, lines: int = 25) -> str:
     try:
         with path.open("rb") as f:
@@ -423,8 +472,9 @@ def _log_tail(path: Path, offset: int, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _start_error(spec: ComputeSpec, what: str, log_offset: int) -> ComputeError:
-    tail = _log_tail(spec.log_path, log_offset)
+def _start_error(spec: ComputeSpec, at: Placement, what: str, log_offset: int
+                 ) -> ComputeError:
+    tail = _log_tail(at.log_path, log_offset)
     problems = [line for line in tail.splitlines()
                 if any(marker in line for marker in _SETTING_ERRORS)]
     if problems and spec.pg_settings:
@@ -433,4 +483,4 @@ def _start_error(spec: ComputeSpec, what: str, log_offset: int) -> ComputeError:
             f"compute {spec.endpoint_id} did not start: Postgres refused its settings: "
             f"{detail}. Fix the endpoint's pg_settings and start it again.")
     return ComputeStartFailed(f"compute {spec.endpoint_id} did not start: {what}. "
-                              f"Log ({spec.log_path}):\n{tail}")
+                              f"Log ({at.log_path}):\n{tail}")

@@ -28,13 +28,39 @@ class ComputeMode(StrEnum):
 
 
 @dataclass(frozen=True)
+class ComputeAddress:
+    """Where a started compute (or its pooler) takes connections: what a provider's
+    ``start`` returns and everything else uses.  ``host`` is what libpq's ``host`` takes:
+    an absolute unix socket directory (the local provider's private socket) or a host
+    name / IP (a provider whose computes listen on TCP, e.g. pods)."""
+
+    host: str
+    port: int      # TCP port, or the number in the socket's name .s.PGSQL.<port>
+
+    @property
+    def is_unix(self) -> bool:
+        return self.host.startswith("/")
+
+    @property
+    def socket_path(self) -> str:
+        """The unix socket file (only for a unix address)."""
+        return f"{self.host}/.s.PGSQL.{self.port}"
+
+
+@dataclass(frozen=True)
 class ComputeSpec:
+    """What to run, never where: the provider that runs it resolves its data directory
+    (from the timeline, and for a replica its own copy), its socket and its log."""
+
     endpoint_id: str
-    pgdata: Path
+    timeline_id: str
     install: PgInstall            # from argon.pg.choose_install(...)
-    port: int                     # TCP port on 127.0.0.1 only
-    socket_dir: Path              # private (0700, Postgres account) unix socket directory
-    log_path: Path                # the postmaster's stdout/stderr, appended
+    # the port it had last time (a PgBouncer that remembered it finds it again): a hint a
+    # provider keeps when it can; 0 lets it choose.  Where it really listens comes back
+    # from ``start`` (a ComputeAddress).
+    port: int = 0
+    # a replica's own copy of the timeline (its endpoint id); None: the timeline's own
+    copy: str | None = None
     cu_min: float = 0.25
     cu_max: float = 0.25
     pg_settings: Mapping[str, str] = field(default_factory=dict)  # endpoint settings
@@ -60,5 +86,13 @@ class ComputeSpec:
 class ComputeProcess:
     pid: int
     started_at: datetime          # timezone-aware (UTC), from postmaster.pid
-    port: int
-    socket_dir: Path
+    address: ComputeAddress
+
+    @property
+    def port(self) -> int:
+        return self.address.port
+
+    @property
+    def socket_dir(self) -> Path:
+        """The local provider's socket directory (unix addresses only)."""
+        return Path(self.address.host)

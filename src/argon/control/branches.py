@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from argon.compute.backup import backup_of
 from argon.control import ids, sql_roles, validation
 from argon.control.context import ControlContext
 from argon.control.endpoints import EndpointService
@@ -198,7 +199,7 @@ class BranchService:
                     self.runtime.ensure_running(parent_ep)
             spec = self.runtime.spec(parent_ep)
             return self.ctx.storage.branch_timeline(
-                child_tl, parent_tl, lambda: self.ctx.computes.connect(spec))
+                child_tl, parent_tl, backup_of(self.ctx.computes, spec))
 
     def _forget(self, branch_id: str, timeline: str) -> None:
         self.ctx.storage.delete_timeline(timeline)

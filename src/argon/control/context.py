@@ -23,7 +23,7 @@ from argon.pg import OsUser
 from argon.settings import Settings
 
 if TYPE_CHECKING:
-    from argon.compute import ComputeManager, PoolerManager
+    from argon.compute import ComputeProvider, PoolerProvider
     from argon.storage import Storage
 
 
@@ -40,8 +40,8 @@ class ControlContext:
     settings: Settings
     engine: Engine
     storage: Storage
-    computes: ComputeManager
-    poolers: PoolerManager | None
+    computes: ComputeProvider      # the local ComputeManager today (compute/provider.py)
+    poolers: PoolerProvider | None
     owner: OsUser
     secrets: SecretBox
     # per-object locks, operation claims and the reconciler's leadership

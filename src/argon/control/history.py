@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from argon.compute.backup import backup_of
 from argon.control.branches import BranchService
 from argon.control.context import ControlContext
 from argon.control.models import BranchState, EndpointState
@@ -110,7 +111,7 @@ class HistoryKeeper:
             if self.runtime.running(endpoint_id) is None:
                 return
             spec = self.runtime.spec(endpoint_id)
-            storage.snapshot_running(timeline_id, lambda: self.ctx.computes.connect(spec))
+            storage.snapshot_running(timeline_id, backup_of(self.ctx.computes, spec))
 
     # -- GC ------------------------------------------------------------------------------
 

@@ -175,7 +175,7 @@ class ImportService:
             running = self.runtime.ensure_running(endpoint_id)
             self.runtime.session_started(endpoint_id)
             try:
-                target = make_conninfo(host=running.socket_dir, port=running.port,
+                target = make_conninfo(host=running.host, port=running.port,
                                        dbname=target_db, user=role, passfile=os.devnull)
                 target_login = make_conninfo(target, password=str(password or ""))
                 self._copy(source, tools, target, str(password or ""), target_login,

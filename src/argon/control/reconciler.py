@@ -165,7 +165,7 @@ class Reconciler:
 
     def _in_use(self, endpoint_id: str, spec: ComputeSpec, limit: int) -> bool:
         poolers = self.ctx.poolers
-        if poolers is not None and poolers.pid(self.runtime.pooler_spec(spec)) is not None:
+        if poolers is not None and poolers.pid(self.runtime.pooler_key(endpoint_id)) is not None:
             return True
         return limit == -1 or self.runtime.recently_active(endpoint_id, limit)
 

@@ -10,7 +10,6 @@ re-adopted from their verified postmaster.pid).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from sqlalchemy import select, update
 
@@ -149,7 +148,8 @@ def _adopt_port(ctx: ControlContext, runtime: EndpointRuntime, endpoint_id: str)
     restart) leaves a running compute whose port the metadata does not know yet."""
     spec = runtime.spec(endpoint_id)
     try:
-        real = ctx.computes.start(spec).port   # returns the running process as it is
+        address = ctx.computes.start(spec)   # returns the running compute as it is
+        real = address.port
     except Exception as exc:  # noqa: BLE001 - reported; the next wake retries
         logger.warning("repair: could not read compute %s's port: %s", endpoint_id, exc)
         return
@@ -161,7 +161,7 @@ def _adopt_port(ctx: ControlContext, runtime: EndpointRuntime, endpoint_id: str)
                     real, spec.port)
     # A PgBouncer left by an older Argon may still listen on TCP and trust everyone:
     # start() rewrites its configuration (and restarts it if it has a TCP listener).
-    pooler = runtime.pooler_spec(replace(spec, port=real))
+    pooler = runtime.pooler_spec(spec, address)
     if ctx.poolers is not None and ctx.poolers.pid(pooler) is not None:
         try:
             ctx.poolers.start(pooler)

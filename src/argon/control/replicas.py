@@ -16,7 +16,6 @@ replica's (``primary_started`` only rewrites files and signals).
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 import time
 import uuid
@@ -27,14 +26,15 @@ from typing import TYPE_CHECKING
 import psycopg
 from sqlalchemy import select
 
-from argon.compute import ComputeSpec, socket_dir_for
+from argon.compute import ComputeAddress, ComputeSpec
+from argon.compute.backup import backup_of
 from argon.compute.config import SUPERUSER, primary_minimums
 from argon.compute.spec import ComputeMode
 from argon.errors import ArgonError
 from argon.meta import tables as t
 from argon.pg import Lsn
-from argon.storage.replicas import PrimaryConn, ReplicaStore
-from argon.storage.wal import DbState, read_control_file
+from argon.storage.replicas import PrimaryConn
+from argon.storage.wal import DbState
 
 if TYPE_CHECKING:
     from argon.control.context import ControlContext
@@ -47,13 +47,6 @@ logger = logging.getLogger(__name__)
 STALL_SECONDS = 20.0
 CATCH_UP_POLL_SECONDS = 0.01
 LAG_CACHE_SECONDS = 1.0
-# pg_controldata's names for the settings a hot standby needs at least as high
-_CONTROLDATA_KEYS = {
-    "max_connections setting": "max_connections",
-    "max_worker_processes setting": "max_worker_processes",
-    "max_prepared_xacts setting": "max_prepared_transactions",
-    "max_locks_per_xact setting": "max_locks_per_transaction",
-}
 
 
 @dataclass(frozen=True)
@@ -69,9 +62,7 @@ class Replicas:
     def __init__(self, ctx: ControlContext, runtime: EndpointRuntime) -> None:
         self.ctx = ctx
         self.runtime = runtime
-        storage = ctx.storage
-        self.store = ReplicaStore(storage.root, storage.driver, ctx.owner, storage.pgdata,
-                                  storage.archive_dir)
+        self.store = ctx.storage.replica_store()
         self._lags: dict[str, tuple[float, ReplicaLag | None]] = {}
         self._lags_lock = threading.Lock()
 
@@ -102,32 +93,36 @@ class Replicas:
                                .where(t.endpoints.c.id == primary_ep)).one()
         if not row.compute_port:
             return None   # never started: written when it first starts
-        return PrimaryConn(socket_dir_for(self.ctx.settings.home, primary_ep),
-                           int(row.compute_port), SUPERUSER,
+        # where the primary listens, or will once started again (its last port)
+        pspec = self.runtime.spec(primary_ep)
+        address = self.ctx.computes.address(pspec) or self.ctx.computes.expected_address(pspec)
+        if address is None:
+            return None
+        return PrimaryConn(address.host, address.port, SUPERUSER,
                            self.runtime.admin_passwords.for_project(row.project_id),
                            replica_ep)
 
     # -- start -----------------------------------------------------------------------------
 
-    def start(self, endpoint_id: str, spec: ComputeSpec) -> ComputeSpec:
+    def start(self, endpoint_id: str, spec: ComputeSpec) -> tuple[ComputeSpec, ComputeAddress]:
         """Seed if needed, configure, start, and return once caught up (re-seeding once
         a replica that cannot catch up)."""
         branch_id, timeline_id, _project = self._branch_of(endpoint_id)
         primary_ep = self._primary_of(branch_id)
         spec = self._prepare(endpoint_id, spec, timeline_id, primary_ep)
-        self.ctx.computes.start(spec)
+        address = self.ctx.computes.start(spec)
         if self._caught_up(spec, timeline_id, primary_ep):
-            return spec
+            return spec, address
         logger.warning("replica %s does not catch up with its branch; seeding it again",
                        endpoint_id)
         self.ctx.computes.stop(spec, "fast")
         self.store.remove(timeline_id, endpoint_id)
         spec = self._prepare(endpoint_id, spec, timeline_id, primary_ep)
-        self.ctx.computes.start(spec)
+        address = self.ctx.computes.start(spec)
         if not self._caught_up(spec, timeline_id, primary_ep):
             logger.warning("replica %s is still behind its branch after a new seed",
                            endpoint_id)
-        return spec
+        return spec, address
 
     def _prepare(self, endpoint_id: str, spec: ComputeSpec, timeline_id: str,
                  primary_ep: str | None) -> ComputeSpec:
@@ -142,7 +137,8 @@ class Replicas:
         self.store.remove_everywhere(endpoint_id, keep_timeline=timeline_id)
         # what the primary wrote into the WAL so far, and what it runs with now (grown
         # since: its parameter change record is still to be replayed)
-        minimums = self._minimums(spec)
+        minimums = self.store.recorded_minimums(timeline_id, endpoint_id,
+                                                spec.install.bin("pg_controldata"))
         if primary_ep is not None:
             for key, value in primary_minimums(self.runtime.spec(primary_ep)).items():
                 minimums[key] = max(value, minimums.get(key, 0))
@@ -162,7 +158,7 @@ class Replicas:
             self._settle_without_primary(timeline_id)
         if primary_ep is not None and runtime.running(primary_ep) is not None:
             pspec = runtime.spec(primary_ep)
-            self.store.seed(timeline_id, endpoint_id, lambda: self.ctx.computes.connect(pspec))
+            self.store.seed(timeline_id, endpoint_id, backup_of(self.ctx.computes, pspec))
         else:
             self.store.seed(timeline_id, endpoint_id, None)
 
@@ -173,39 +169,16 @@ class Replicas:
             row = conn.execute(select(t.branches.c.project_id, t.projects.c.pg_version)
                                .join(t.projects, t.projects.c.id == t.branches.c.project_id)
                                .where(t.branches.c.timeline_id == timeline_id)).one()
-        home = self.ctx.settings.home
         compute_id = f"ep-tmp-{uuid.uuid4().hex[:10]}"
-        spec = ComputeSpec(endpoint_id=compute_id, pgdata=self.ctx.storage.pgdata(timeline_id),
-                           install=self.runtime.install_for(row.pg_version), port=0,
-                           socket_dir=socket_dir_for(home, compute_id),
-                           log_path=home / "logs" / f"{compute_id}.log",
+        spec = ComputeSpec(endpoint_id=compute_id, timeline_id=timeline_id,
+                           install=self.runtime.install_for(row.pg_version),
                            admin_password=self.runtime.admin_passwords.for_project(
                                row.project_id))
-        proc = self.ctx.computes.start(spec)
+        self.ctx.computes.start(spec)
         try:
             self.ctx.storage.recovery_finished(timeline_id)
         finally:
-            self.ctx.computes.stop(replace(spec, port=proc.port), "fast")
-
-    def _minimums(self, spec: ComputeSpec) -> dict[str, int]:
-        """The primary's values of max_connections & co. recorded in the replica's
-        pg_control (a hot standby refuses to start below them)."""
-        try:
-            out = subprocess.run([spec.install.bin("pg_controldata"), "-D", str(spec.pgdata)],
-                                 capture_output=True, text=True, timeout=30,
-                                 env={"LANG": "C", "LC_ALL": "C", "PATH": "/usr/bin:/bin"},
-                                 check=True).stdout
-        except (OSError, subprocess.SubprocessError) as exc:
-            logger.warning("replica %s: pg_controldata failed (%s); using its own settings",
-                           spec.endpoint_id, exc)
-            return {}
-        found: dict[str, int] = {}
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            name = _CONTROLDATA_KEYS.get(key.strip())
-            if name is not None and value.strip().isdigit():
-                found[name] = int(value.strip())
-        return found
+            self.ctx.computes.stop(spec, "fast")
 
     # -- catching up -----------------------------------------------------------------------
 
@@ -221,7 +194,7 @@ class Replicas:
                 logger.info("primary %s did not say its WAL position: %s", primary_ep, exc)
                 return None, True
         try:
-            facts = read_control_file(self.ctx.storage.pgdata(timeline_id))
+            facts = self.ctx.storage.control_facts(timeline_id)
         except (OSError, ArgonError):
             return None, False
         if facts.state is not DbState.SHUTDOWNED:

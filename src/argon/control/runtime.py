@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import psycopg
 from sqlalchemy import select, update
 
-from argon.compute import ComputeSpec, PoolerSpec, socket_dir_for
+from argon.compute import ComputeAddress, ComputeSpec, PoolerSpec
 from argon.compute.spec import ComputeMode
 from argon.control.admin_password import AdminPasswords
 from argon.control import compute_runs, sql_roles
@@ -35,26 +35,26 @@ logger = logging.getLogger(__name__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A free loopback port (the proxy's per-endpoint listeners in local mode)."""
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as Postgres binds
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 @dataclass(frozen=True)
 class RunningCompute:
+    """A running endpoint and where to connect: its provider's (or pooler's) answer."""
+
     endpoint_id: str
-    socket_dir: str
-    port: int
+    address: ComputeAddress
+
+    @property
+    def host(self) -> str:
+        return self.address.host
+
+    @property
+    def port(self) -> int:
+        return self.address.port
 
 
 class EndpointRuntime:
@@ -92,39 +92,41 @@ class EndpointRuntime:
                 .where(t.endpoints.c.id == endpoint_id)).first()
         if row is None:
             raise NotFound(f"endpoint {endpoint_id!r} not found")
-        home = self.ctx.settings.home
         replica = row.type == "read_only"
         return ComputeSpec(
-            endpoint_id=endpoint_id,
-            # a replica runs on a data directory of its own, seeded from the timeline
-            pgdata=(self.replicas.store.pgdata(row.timeline_id, endpoint_id) if replica
-                    else self.ctx.storage.pgdata(row.timeline_id)),
+            endpoint_id=endpoint_id, timeline_id=row.timeline_id,
+            # a replica runs on a copy of its own, seeded from the timeline
+            copy=endpoint_id if replica else None,
             mode=ComputeMode.REPLICA if replica else ComputeMode.PRIMARY,
             install=self.install_for(row.pg_version),
             port=port or row.compute_port or 0,
-            socket_dir=socket_dir_for(home, endpoint_id),
-            log_path=home / "logs" / f"{endpoint_id}.log",
             cu_min=row.min_cu, cu_max=row.max_cu,
             pg_settings=dict(row.pg_settings or {}),
             logical_replication=logical_replication_enabled(row.project_settings),
             admin_password=self.admin_passwords.for_project(row.project_id),
         )
 
-    def pooler_spec(self, compute: ComputeSpec) -> PoolerSpec:
-        """PgBouncer on a private unix socket only; ``port`` 0 only names its socket."""
-        home = self.ctx.settings.home
-        return PoolerSpec(
-            endpoint_id=compute.endpoint_id, compute=compute, port=0,
-            socket_dir=socket_dir_for(home, compute.endpoint_id + "-pooler"),
-            workdir=home / "run" / "pgbouncer" / compute.endpoint_id)
+    def pooler_spec(self, compute: ComputeSpec, upstream: ComputeAddress | None = None
+                    ) -> PoolerSpec:
+        """The pooler in front of ``compute`` at ``upstream`` (by default where it runs or
+        will run); ``port`` 0: the pooler keeps its port or picks one."""
+        if upstream is None:
+            computes = self.ctx.computes
+            upstream = computes.address(compute) or computes.expected_address(compute)
+        if upstream is None:
+            raise ArgonError(f"compute {compute.endpoint_id} has no address yet; start it")
+        return PoolerSpec(endpoint_id=compute.endpoint_id, upstream=upstream,
+                          admin_password=compute.admin_password)
+
+    def pooler_key(self, endpoint_id: str) -> PoolerSpec:
+        """Enough of a pooler spec to find, or stop, the endpoint's running pooler."""
+        return PoolerSpec(endpoint_id=endpoint_id, upstream=ComputeAddress("", 0))
 
     # -- state changes -------------------------------------------------------------------
 
     def running(self, endpoint_id: str) -> RunningCompute | None:
-        spec = self.spec(endpoint_id)
-        if self.ctx.computes.pid(spec) is None:
-            return None
-        return RunningCompute(endpoint_id, str(spec.socket_dir), spec.port)
+        address = self.ctx.computes.address(self.spec(endpoint_id))
+        return None if address is None else RunningCompute(endpoint_id, address)
 
     def ensure_running(self, endpoint_id: str, *, pooled: bool = False,
                        before_start: Callable[[], None] | None = None,
@@ -140,21 +142,23 @@ class EndpointRuntime:
         """
         spec = self.spec(endpoint_id)
         available = self.claim(endpoint_id) if activity else self.available(endpoint_id)
-        if not available or self.ctx.computes.pid(spec) is None:
+        address = self.ctx.computes.address(spec) if available else None
+        if address is None:
             with self.ctx.locks.wait_for(f"ep:{endpoint_id}"):
                 spec = self.spec(endpoint_id)
-                if self.ctx.computes.pid(spec) is None:
+                address = self.ctx.computes.address(spec)
+                if address is None:
                     if before_start is not None:
                         before_start()
-                    spec = self._start_unavailable(endpoint_id, spec, pooled=pooled)
+                    spec, address = self._start_unavailable(endpoint_id, spec, pooled=pooled)
                 if activity:
                     self.touch(endpoint_id)
         if not pooled:
-            return RunningCompute(endpoint_id, str(spec.socket_dir), spec.port)
-        return self._ensure_pooler(spec)
+            return RunningCompute(endpoint_id, address)
+        return self._ensure_pooler(spec, address)
 
     def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec, *,
-                           pooled: bool = False) -> ComputeSpec:
+                           pooled: bool = False) -> tuple[ComputeSpec, ComputeAddress]:
         # The same socket answers "the database system is starting up" until the start
         # returns: cached routes are dropped and connections wait for the lock meanwhile.
         with self._activity_lock:
@@ -167,7 +171,7 @@ class EndpointRuntime:
                 self._unavailable.discard(endpoint_id)
 
     def _start(self, endpoint_id: str, spec: ComputeSpec, *, pooled: bool = False
-               ) -> ComputeSpec:
+               ) -> tuple[ComputeSpec, ComputeAddress]:
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.endpoints).where(t.endpoints.c.id == endpoint_id)).one()
             if row.disabled:
@@ -176,19 +180,20 @@ class EndpointRuntime:
                                   .where(t.branches.c.id == row.branch_id)).one()
             op = self.oplog.begin(conn, row.project_id, OperationAction.START_COMPUTE,
                                   branch_id=row.branch_id, endpoint_id=endpoint_id)
-        # The same port as last time when it is free: PgBouncer (and anything else that
-        # remembered the address) finds the compute again after a restart or a crash.
-        port = spec.port if spec.port and port_is_free(spec.port) else free_port()
-        spec = replace(spec, port=port)
+        # The same address as last time when the provider can: PgBouncer (and anything
+        # else that remembered it) finds the compute again after a restart or a crash.
+        spec = self.ctx.computes.reserve_address(spec)
+        expected = self.ctx.computes.expected_address(spec)
         # a pooled wake starts PgBouncer beside Postgres, not after it (fast_wake.py)
-        pooler = InParallel(f"pooler {endpoint_id}", lambda: self._ensure_pooler(spec),
-                            enabled=pooled and self.ctx.poolers is not None)
+        pooler = InParallel(f"pooler {endpoint_id}",
+                            lambda: self._ensure_pooler(spec, expected),
+                            enabled=(pooled and self.ctx.poolers is not None
+                                     and expected is not None))
         try:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             if spec.mode is ComputeMode.REPLICA:
-                spec = self.replicas.start(endpoint_id, spec)
+                spec, address = self.replicas.start(endpoint_id, spec)
             else:
-                self.ctx.computes.start(spec)
+                address = self.ctx.computes.start(spec)
                 self.ctx.storage.recovery_finished(branch.timeline_id)
         except ArgonError as exc:
             logger.warning("compute %s failed to start: %s", endpoint_id, exc.message)
@@ -203,6 +208,8 @@ class EndpointRuntime:
             raise ArgonError(f"compute {endpoint_id} failed to start: {exc}") from exc
         finally:
             pooler.wait()
+        port = address.port
+        spec = replace(spec, port=port)
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
             conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
@@ -211,20 +218,20 @@ class EndpointRuntime:
             compute_runs.opened(conn, endpoint_id, row.project_id, row.branch_id,
                                 row.max_cu, now)
         self.oplog.finish(op)
-        logger.info("started compute %s on port %d", endpoint_id, port)
-        self._reload_pooler(spec)
+        logger.info("started compute %s on port %d (%s)", endpoint_id, port, address.host)
+        self._reload_pooler(spec, address)
         if spec.mode is ComputeMode.PRIMARY:
             self.replicas.primary_started(endpoint_id)
         self.ctx.events.compute_changed(endpoint_id)
-        return spec
+        return spec, address
 
-    def _reload_pooler(self, spec: ComputeSpec) -> None:
+    def _reload_pooler(self, spec: ComputeSpec, address: ComputeAddress) -> None:
         """Point a running PgBouncer at the compute that just started, at once: its open
         client sessions must not wait for the next pooled connection to learn it."""
         poolers = self.ctx.poolers
         if poolers is None:
             return
-        pspec = self.pooler_spec(spec)
+        pspec = self.pooler_spec(spec, address)
         try:
             with self.ctx.locks.wait_for(f"pooler:{spec.endpoint_id}"):
                 if poolers.pid(pspec) is not None:
@@ -233,20 +240,18 @@ class EndpointRuntime:
             logger.warning("pooler %s: reload after a compute start failed: %s",
                            spec.endpoint_id, exc)
 
-    def _ensure_pooler(self, spec: ComputeSpec) -> RunningCompute:
+    def _ensure_pooler(self, spec: ComputeSpec, upstream: ComputeAddress | None
+                       ) -> RunningCompute:
         poolers = self.ctx.poolers
         if poolers is None:
             raise ArgonError("pooled connections need PgBouncer: apt-get install pgbouncer")
-        pspec = self.pooler_spec(spec)
+        pspec = self.pooler_spec(spec, upstream)
         # start() keeps a running PgBouncer's port (or picks one) and reloads it when the
         # compute came back on another port.  Its own lock, not the endpoint's: a pooled
         # connection to a running compute must not wait for a branch of it.
         with self.ctx.locks.wait_for(f"pooler:{spec.endpoint_id}"):
-            poolers.start(pspec)
-            port = poolers.port(pspec)
-        if port is None:
-            raise ArgonError(f"PgBouncer for {spec.endpoint_id} did not start")
-        return RunningCompute(spec.endpoint_id, str(pspec.socket_dir), port)
+            pooled = poolers.start(pspec)
+        return RunningCompute(spec.endpoint_id, pooled)
 
     def suspend(self, endpoint_id: str, *, reason: str = "request",
                 idle_limit: float | None = None) -> bool:
@@ -298,7 +303,7 @@ class EndpointRuntime:
         try:
             if self.ctx.poolers is not None:
                 with self.ctx.locks.wait_for(f"pooler:{endpoint_id}"):
-                    self.ctx.poolers.stop(self.pooler_spec(spec))
+                    self.ctx.poolers.stop(self.pooler_key(endpoint_id))
             self.ctx.computes.stop(spec, "fast")
         except Exception as exc:
             self.oplog.fail(op, str(exc))

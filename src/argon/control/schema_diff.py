@@ -44,9 +44,12 @@ def _normalise(sql: str) -> str:
 
 
 def _dump(svc: BranchService, spec: ComputeSpec, db_name: str) -> str:
+    address = svc.ctx.computes.address(spec)
+    if address is None:
+        raise ArgonError(f"the compute for {db_name}'s schema stopped; retry")
     out = subprocess.run(
         [spec.install.bin("pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
-         "-h", str(spec.socket_dir), "-p", str(spec.port), "-U", "cloud_admin", db_name],
+         "-h", address.host, "-p", str(address.port), "-U", "cloud_admin", db_name],
         capture_output=True, text=True, timeout=120,
         # run as Argon itself, not the Postgres account: another compute (same account)
         # could read the password from /proc/<pid>/environ

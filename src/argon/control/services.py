@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from argon.compute import ComputeManager, PoolerManager, socket_dir_for
+from argon.compute import ComputeManager, HostLayout, PoolerManager, socket_dir_for
 from argon.control.api_keys import ApiKeyService
 from argon.control.branches import BranchService
 from argon.control.catalog import DatabaseService, RoleService
@@ -36,6 +36,7 @@ from argon.meta.db import open_database
 from argon.pg import pg_os_user
 from argon.settings import Settings
 from argon.storage import Storage, detect_clone_driver
+from argon.storage.locator import LocalDataDirs
 from argon.storage.space import SpaceReserve
 
 logger = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ def build_services(settings: Settings) -> Services:
         from argon.storage.objectstore.snapshot_sync import attach_snapshot_sync  # noqa: PLC0415
         attach_snapshot_sync(storage, settings.object_store_url, settings.home / "secrets",
                              None if settings.metadata_url else settings.home / "argon.db")
+    # the local providers: data directories from storage, sockets and logs in the home
+    layout = HostLayout(LocalDataDirs(storage, storage.replica_store()), settings.home)
     try:
-        poolers: PoolerManager | None = PoolerManager(owner)
+        poolers: PoolerManager | None = PoolerManager(owner, layout)
         logger.info("pooled hosts: PgBouncer %s (%s)", ".".join(map(str, poolers.version)),
                     poolers.binary)
     except Unavailable as exc:
@@ -128,7 +131,7 @@ def build_services(settings: Settings) -> Services:
         poolers = None
     engine = open_database(settings.db_url)
     ctx = ControlContext(settings=settings, engine=engine,
-                         storage=storage, computes=ComputeManager(owner), poolers=poolers,
+                         storage=storage, computes=ComputeManager(owner, layout), poolers=poolers,
                          owner=owner, secrets=SecretBox(settings.home / "secrets" / "fernet.key"),
                          locks=coordinator_for(engine))
     oplog = OperationLog(ctx)

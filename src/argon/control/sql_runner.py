@@ -258,7 +258,7 @@ class SqlRunner:
         if timestamp is not None:
             eph = self.branches.ephemeral_compute_at(row.id, timestamp=timestamp)
             try:
-                yield eph.socket_dir, eph.port
+                yield eph.address.host, eph.address.port
             finally:
                 self.branches.release_ephemeral(eph.id)
             return
@@ -266,7 +266,7 @@ class SqlRunner:
         running = self.runtime.ensure_running(ep)
         self.runtime.session_started(ep)   # the reconciler must not suspend under us
         try:
-            yield running.socket_dir, running.port
+            yield running.host, running.port
         finally:
             self.runtime.session_ended(ep)
 

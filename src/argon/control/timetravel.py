@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from argon.compute import ComputeSpec
-from argon.compute.sockets import socket_dir_for
+from argon.compute import ComputeAddress, ComputeSpec
+from argon.compute.backup import switch_wal
 from argon.compute.spec import ComputeMode
 from argon.control.context import ControlContext
 from argon.control.runtime import EndpointRuntime
@@ -64,8 +64,7 @@ class EphemeralCompute:
     id: str                # use as the endpoint id towards the proxy
     branch_id: str
     point: str
-    socket_dir: str
-    port: int
+    address: ComputeAddress
 
 
 class TimeTravel:
@@ -92,7 +91,8 @@ class TimeTravel:
             spec = self.runtime.spec(source_ep)
             with self.ctx.computes.connect(spec) as conn:
                 conn.autocommit = True
-                live = storage.seal_wal(source_row.timeline_id, conn)
+                sealed = switch_wal(conn)
+            live = storage.seal_wal(source_row.timeline_id, sealed)
             self._check(source_row, point, live.head_lsn, retention)
             with storage.pin(source_row.timeline_id):
                 return storage.branch_timeline_at(child_tl, source_row.timeline_id, point, live)
@@ -136,12 +136,9 @@ class TimeTravel:
               read_only: bool) -> ComputeSpec:
         # read-only: the static mode of the one compute model (a promoted throwaway clone
         # at the past point whose sessions start read-only); otherwise a primary
-        home = self.ctx.settings.home
         password = self.runtime.admin_passwords.for_project(self._project_of(timeline_id))
-        return ComputeSpec(endpoint_id=compute_id, pgdata=self.ctx.storage.pgdata(timeline_id),
-                           install=self.runtime.install_for(pg_version), port=0,
-                           socket_dir=socket_dir_for(home, compute_id),
-                           log_path=home / "logs" / f"{compute_id}.log",
+        return ComputeSpec(endpoint_id=compute_id, timeline_id=timeline_id,
+                           install=self.runtime.install_for(pg_version),
                            mode=ComputeMode.STATIC if read_only else ComputeMode.PRIMARY,
                            admin_password=password)
 
@@ -166,9 +163,9 @@ class TimeTravel:
         """Run Postgres on a timeline that no endpoint uses, for the block's duration;
         yields its spec (connect with ``ctx.computes.connect(spec, dbname)``)."""
         spec = self._spec(f"ep-tmp-{uuid.uuid4().hex[:10]}", timeline_id, pg_version, read_only)
-        proc = self.ctx.computes.start(spec)
+        address = self.ctx.computes.start(spec)
         self.ctx.storage.recovery_finished(timeline_id)
-        running = replace(spec, port=proc.port)
+        running = replace(spec, port=address.port)
         try:
             yield running
         finally:
@@ -178,13 +175,13 @@ class TimeTravel:
                         pg_version: int) -> EphemeralCompute:
         compute_id = f"{EPHEMERAL_PREFIX}{uuid.uuid4().hex[:10]}"
         spec = self._spec(compute_id, timeline_id, pg_version, read_only=True)
-        proc = self.ctx.computes.start(spec)
+        address = self.ctx.computes.start(spec)
         self.ctx.storage.recovery_finished(timeline_id)
-        running = replace(spec, port=proc.port)
+        running = replace(spec, port=address.port)
         with self._lock:
             self._ephemeral[compute_id] = (running, timeline_id)
         logger.info("started time-travel compute %s for %s at %s", compute_id, branch_id, point)
-        return EphemeralCompute(compute_id, branch_id, point, str(running.socket_dir), proc.port)
+        return EphemeralCompute(compute_id, branch_id, point, address)
 
     def release_ephemeral(self, compute_id: str) -> bool:
         """Stop a time-travel compute and delete its timeline; False if unknown."""

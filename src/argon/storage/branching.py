@@ -10,17 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-
-import psycopg
 
 from argon.errors import Conflict, InvalidInput, Unavailable
 from argon.pg import Lsn, OsUser
 from argon.storage.conf import RecoveryTarget
 from argon.storage.drivers import CloneDriver
+from argon.storage.interfaces import RunningBackup
 from argon.storage.manifest import BranchPoint
 from argon.storage.tree import CloneRules, clone_tree
 from argon.storage.wal import (
@@ -66,42 +65,28 @@ class PreparedChild:
     own_archive_only: bool
 
 
-def branch_running(job: CloneJob, label: str,
-                   connect: Callable[[], psycopg.Connection]) -> PreparedChild:
-    """Clone a running parent between ``pg_backup_start`` and ``pg_backup_stop``.
-
-    A non-exclusive backup blocks nobody; it only forces full-page writes meanwhile.
-    Closing the session without stopping aborts the backup, so errors need no cleanup
-    on the parent.
-    """
-    try:
-        with connect() as conn:
-            seg_size = _setting_int(conn, "wal_segment_size")
-            rules = CloneRules(log_dirs=_log_dirs(_setting(conn, "log_directory")))
-            conn.execute("SELECT pg_backup_start(%s, fast => true)", [label])
-            stats = clone_tree(job.src, job.dst, job.driver, job.owner, rules)
-            row = conn.execute(
-                "SELECT lsn::text, labelfile, spcmapfile "
-                "FROM pg_backup_stop(wait_for_archive => false)"
-            ).fetchone()
-    except psycopg.Error as e:
-        raise Unavailable(
-            f"the parent's Postgres on {job.src} could not run an online backup: "
-            f"{str(e).strip()}; make sure its compute is running (or branch it stopped)"
-        ) from e
-    if row is None:
-        raise Unavailable("pg_backup_stop returned nothing; retry the branch")
-    stop_lsn, labelfile, spcmapfile = Lsn.parse(row[0]), str(row[1]), str(row[2] or "")
-    backup = parse_backup_label(labelfile)
+def branch_running(job: CloneJob, label: str, backup: RunningBackup) -> PreparedChild:
+    """Clone a running parent inside its backup window (``backup(label)``: the compute
+    room runs ``pg_backup_start``/``pg_backup_stop`` around the copy, storage only uses
+    the results).  A failed copy closes the window, which aborts the backup."""
+    with backup(label) as window:
+        seg_size = window.wal_segment_size
+        rules = CloneRules(log_dirs=_log_dirs(window.log_directory))
+        stats = clone_tree(job.src, job.dst, job.driver, job.owner, rules)
+    if window.stopped is None:
+        raise Unavailable("the online backup of the parent did not stop; retry the branch")
+    stop_lsn, labelfile = window.stopped.lsn, window.stopped.labelfile
+    spcmapfile = window.stopped.spcmapfile
+    started = parse_backup_label(labelfile)
     _write_owned(job.dst / "backup_label", labelfile, job.owner)
     if spcmapfile:
         _write_owned(job.dst / "tablespace_map", spcmapfile, job.owner)
-    names = segments_between(backup.start_timeline, backup.start_lsn, stop_lsn, seg_size)
+    names = segments_between(started.start_timeline, started.start_lsn, stop_lsn, seg_size)
     copy_wal(job, names)
     copy_history(job)
     logger.info("cloned running %s: %d files, %d MiB, WAL %s..%s", job.src, stats.files,
                 stats.bytes >> 20, names[0], names[-1])
-    point = BranchPoint(stop_lsn, backup.start_timeline, datetime.now(UTC))
+    point = BranchPoint(stop_lsn, started.start_timeline, datetime.now(UTC))
     return PreparedChild(point, RecoveryTarget(), own_archive_only=False)
 
 
@@ -203,17 +188,6 @@ def _segment_size(wal_dir: Path) -> int:
             segment_number(entry.name)  # validates the name
             return entry.stat().st_size
     raise InvalidInput(f"{wal_dir} holds no WAL segment: this is not a usable data directory")
-
-
-def _setting(conn: psycopg.Connection, name: str) -> str:
-    row = conn.execute("SELECT setting FROM pg_settings WHERE name = %s", [name]).fetchone()
-    if row is None:
-        raise Unavailable(f"the parent server does not report {name}")
-    return str(row[0])
-
-
-def _setting_int(conn: psycopg.Connection, name: str) -> int:
-    return int(_setting(conn, name))
 
 
 def _log_dirs(log_directory: str) -> frozenset[str]:

@@ -10,20 +10,19 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
-
 from argon.errors import Conflict, Unavailable
 from argon.pg import Lsn
 from argon.storage.branching import CloneJob, branch_running, ensure_stopped
 from argon.storage.conf import RecoveryTarget, TargetKind, write_storage_conf
 from argon.storage.gc import GcPlan, execute_gc, gather_facts, plan_gc
+from argon.storage.interfaces import RunningBackup, SealedWal
 from argon.storage.manifest import BranchPoint, TimelineManifest, TimelineState, write_manifest
 from argon.storage.pitr import ChainLink, PointInTime, choose_snapshot, lsn_at
 from argon.storage.snapshots import (
@@ -156,8 +155,7 @@ class HistoryMixin:
                 self.snapshot_sync.wake()
         return made
 
-    def snapshot_running(self: Storage, timeline_id: str,
-                         connect: Callable[[], psycopg.Connection]) -> Snapshot:
+    def snapshot_running(self: Storage, timeline_id: str, backup: RunningBackup) -> Snapshot:
         """A backup-API snapshot of a running timeline (its clients are not blocked).
 
         Refused (``InsufficientStorage``) when the disk lacks room for the copy: a
@@ -171,7 +169,7 @@ class HistoryMixin:
                            wal_sources=(self.pgdata(timeline_id) / "pg_wal",
                                         *self._restore_dirs(timeline_id)),
                            driver=self.driver, owner=self.owner)
-            prepared = branch_running(job, f"argon snapshot {timeline_id}", connect)
+            prepared = branch_running(job, f"argon snapshot {timeline_id}", backup)
             point = prepared.point
             snap = Snapshot(timeline_id, point.lsn, point.pg_timeline, point.timestamp, "backup")
             publish(tdir, staging, snap)
@@ -187,26 +185,13 @@ class HistoryMixin:
 
     # -- sealing live WAL --------------------------------------------------------------
 
-    def seal_wal(self: Storage, timeline_id: str, conn: psycopg.Connection,
+    def seal_wal(self: Storage, timeline_id: str, sealed: SealedWal,
                  timeout: float = ARCHIVE_WAIT_SECONDS) -> LiveHead:
-        """Make a running timeline's past reachable from its archive right now.
-
-        Records the head, commits one empty transaction after it (Postgres stops a time
-        target only at a commit, so one must exist after any past time), switches to a
-        new segment and waits until the archiver has stored the finished one.
-        """
-        row = conn.execute(
-            "SELECT pg_current_wal_insert_lsn()::text, now(), "
-            "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, "
-            "(SELECT setting::int FROM pg_settings WHERE name = 'wal_segment_size')"
-        ).fetchone()
-        assert row is not None
-        head, now, tli, seg_size = Lsn.parse(row[0]), row[1], int(row[2]), int(row[3])
-        conn.execute("SELECT pg_current_xact_id()")
-        switched = conn.execute("SELECT pg_switch_wal()::text").fetchone()
-        assert switched is not None
-        end = Lsn.parse(switched[0])
-        last = Lsn(int(end) - 1).segment_name(tli, seg_size)
+        """Make a running timeline's past reachable from its archive right now: the
+        compute switched its WAL after the head (``compute.backup.switch_wal``); wait
+        until the archiver has stored the finished segment."""
+        head, now, tli = sealed.head, sealed.time, sealed.pg_timeline
+        last = sealed.last_segment
         archived = self.archive_dir(timeline_id) / last
         deadline = time.monotonic() + timeout
         while not archived.exists():

@@ -20,18 +20,18 @@ import logging
 import os
 import shlex
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import psycopg
 
 from argon.errors import Conflict, InvalidInput
 from argon.pg import OsUser
 from argon.storage.branching import CloneJob, branch_running, branch_stopped
 from argon.storage.conf import CONF_NAME, quote_conf
 from argon.storage.drivers import CloneDriver
+from argon.storage.interfaces import RunningBackup
 from argon.storage.wal import DbState, read_control_file
 
 logger = logging.getLogger(__name__)
@@ -39,13 +39,21 @@ logger = logging.getLogger(__name__)
 REPLICAS_DIR = "replicas"
 SEEDING_PREFIX = ".seeding-"
 STANDBY_SIGNAL = "standby.signal"
+# pg_controldata's names for the settings a hot standby needs at least as high
+_CONTROLDATA_KEYS = {
+    "max_connections setting": "max_connections",
+    "max_worker_processes setting": "max_worker_processes",
+    "max_prepared_xacts setting": "max_prepared_transactions",
+    "max_locks_per_xact setting": "max_locks_per_transaction",
+}
 
 
 @dataclass(frozen=True)
 class PrimaryConn:
-    """Where a replica streams from: the primary compute's private unix socket."""
+    """Where a replica streams from: the primary compute's address (its provider's
+    answer: a private unix socket directory today)."""
 
-    socket_dir: Path
+    host: str
     port: int
     user: str
     password: str
@@ -54,7 +62,7 @@ class PrimaryConn:
     def conninfo(self) -> str:
         def q(value: str) -> str:   # libpq keyword/value quoting
             return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        parts = {"host": str(self.socket_dir), "port": str(self.port), "user": self.user,
+        parts = {"host": self.host, "port": str(self.port), "user": self.user,
                  "password": self.password, "application_name": self.application_name,
                  "passfile": "/nonexistent/.pgpass", "connect_timeout": "5"}
         return " ".join(f"{k}={q(v)}" for k, v in parts.items())
@@ -108,9 +116,31 @@ class ReplicaStore:
     def exists(self, timeline_id: str, endpoint_id: str) -> bool:
         return (self.pgdata(timeline_id, endpoint_id) / "PG_VERSION").is_file()
 
+    def recorded_minimums(self, timeline_id: str, endpoint_id: str,
+                          pg_controldata: Path) -> dict[str, int]:
+        """The primary's values of max_connections & co. recorded in the replica's
+        pg_control (a hot standby refuses to start below them); {} when unreadable."""
+        try:
+            out = subprocess.run([str(pg_controldata), "-D",
+                                  str(self.pgdata(timeline_id, endpoint_id))],
+                                 capture_output=True, text=True, timeout=30,
+                                 env={"LANG": "C", "LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+                                 check=True).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            logger.warning("replica %s: pg_controldata failed (%s); using its own settings",
+                           endpoint_id, exc)
+            return {}
+        found: dict[str, int] = {}
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            name = _CONTROLDATA_KEYS.get(key.strip())
+            if name is not None and value.strip().isdigit():
+                found[name] = int(value.strip())
+        return found
+
     # -- seeding -------------------------------------------------------------------
     def seed(self, timeline_id: str, endpoint_id: str,
-             running_primary: Callable[[], psycopg.Connection] | None) -> None:
+             running_primary: RunningBackup | None) -> None:
         """A new standby data directory from the primary's (running: backup API;
         stopped: its clean shutdown checkpoint), then renamed into place at once."""
         self.remove(timeline_id, endpoint_id)

@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
-
 from argon.errors import (
     ArgonError,
     Conflict,
@@ -41,6 +39,7 @@ from argon.storage.branching import CloneJob, branch_running, branch_stopped
 from argon.storage.conf import RecoveryTarget, StorageConf, write_storage_conf
 from argon.storage.drivers import CloneDriver
 from argon.storage.objectstore.wal_commands import BucketWal
+from argon.storage.interfaces import RunningBackup
 from argon.storage.history import HistoryMixin
 from argon.storage.manifest import (
     MANIFEST_NAME,
@@ -52,7 +51,8 @@ from argon.storage.manifest import (
 )
 from argon.storage.repair import TRASH_PREFIX, plan_repair
 from argon.storage.snapshots import Snapshot, clean_staging
-from argon.storage.wal import read_control_file
+from argon.storage.replicas import ReplicaStore
+from argon.storage.wal import ControlFacts, read_control_file
 from argon.storage.durability import syncfs
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,14 @@ class Storage(HistoryMixin):
     def exists(self, timeline_id: str) -> bool:
         return (self._dir(timeline_id) / MANIFEST_NAME).is_file()
 
+    def replica_store(self) -> ReplicaStore:
+        """Read replicas' own copies of this store's timelines."""
+        return ReplicaStore(self.root, self.driver, self.owner, self.pgdata, self.archive_dir)
+
+    def control_facts(self, timeline_id: str) -> ControlFacts:
+        """What the timeline's pg_control says (state, checkpoint), without a compute."""
+        return read_control_file(self.pgdata(timeline_id))
+
     def manifest(self, timeline_id: str) -> TimelineManifest:
         tdir = self._dir(timeline_id)
         if not (tdir / MANIFEST_NAME).is_file():
@@ -120,12 +128,11 @@ class Storage(HistoryMixin):
         logger.info("created root timeline %s", timeline_id)
 
     def branch_timeline(self, child_id: str, parent_id: str,
-                        running_parent: Callable[[], psycopg.Connection] | None
-                        ) -> BranchPoint:
+                        running_parent: RunningBackup | None) -> BranchPoint:
         """A child of ``parent_id`` that starts on its own new Postgres timeline.
 
-        ``running_parent`` returns a superuser autocommit connection to the running
-        parent (backup API), or is None when the parent's Postgres is stopped.
+        ``running_parent`` opens the running parent's backup window (the compute room's
+        ``compute.backup.backup_of``), or is None when the parent's Postgres is stopped.
         """
         parent = self.manifest(parent_id)
         if parent.state is not TimelineState.READY:

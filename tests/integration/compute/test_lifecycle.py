@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from argon.compute import ComputeManager, ComputeSpec, ComputeState, initdb, socket_dir_for
+from argon.compute import ComputeManager, ComputeSpec, ComputeState, initdb
 from argon.errors import Unavailable
 from argon.pg import OsUser
 from tests.fixtures.common import free_port
-from tests.fixtures.compute import install_for
+from tests.fixtures.compute import install_for, make_test_layout, place, spec_on
 
 
 @pytest.mark.parametrize("version", [18, 15])
@@ -22,11 +22,11 @@ def test_initdb_start_query_stop(version: int, argon_tmp: Path, pg_user: OsUser)
     install = install_for(version, pg_user, argon_tmp / "pgbin")
     pgdata = argon_tmp / "pgdata"
     initdb(install, pgdata, pg_user)
-    spec = ComputeSpec("ep-life", pgdata, install, free_port(),
-                       socket_dir_for(argon_tmp, "ep-life"), argon_tmp / "ep-life.log",
-                       pg_settings={"work_mem": "12MB"}, admin_password="life-admin-pw")
-    mgr = ComputeManager(pg_user)
-    proc = mgr.start(spec)   # initdb gave no password: the first start sets it
+    layout = make_test_layout(argon_tmp)
+    spec = spec_on(layout, "ep-life", pgdata, install, port=free_port(),
+                   pg_settings={"work_mem": "12MB"}, admin_password="life-admin-pw")
+    mgr = ComputeManager(pg_user, layout)
+    proc = mgr.start_process(spec)   # initdb gave no password: the first start sets it
     try:
         assert proc.port == spec.port and mgr.pid(spec) == proc.pid
         assert mgr.state(spec) is ComputeState.ACTIVE
@@ -42,9 +42,9 @@ def test_initdb_start_query_stop(version: int, argon_tmp: Path, pg_user: OsUser)
             psycopg.connect(host="127.0.0.1", port=spec.port, user="cloud_admin",
                             dbname="postgres", password="wrong")
         with pytest.raises(psycopg.OperationalError, match="password"):
-            psycopg.connect(host=str(spec.socket_dir), port=spec.port, user="cloud_admin",
+            psycopg.connect(host=str(place(spec).socket_dir), port=spec.port, user="cloud_admin",
                             dbname="postgres", password="", passfile="/nonexistent/.pgpass")
-        assert oct(spec.socket_dir.stat().st_mode & 0o777) == "0o700"
+        assert oct(place(spec).socket_dir.stat().st_mode & 0o777) == "0o700"
     finally:
         mgr.stop(spec)
     assert mgr.pid(spec) is None
@@ -57,17 +57,19 @@ def test_initdb_start_query_stop(version: int, argon_tmp: Path, pg_user: OsUser)
 def test_start_is_idempotent(make_compute_spec: Callable[..., ComputeSpec],
                              compute_manager: ComputeManager) -> None:
     spec = make_compute_spec()
-    first = compute_manager.start(spec)
-    second = compute_manager.start(spec)
+    first = compute_manager.start_process(spec)
+    second = compute_manager.start_process(spec)
     assert second.pid == first.pid
-    assert ComputeManager(compute_manager.owner).start(spec).pid == first.pid
+    again = ComputeManager(compute_manager.owner, compute_manager.layout)
+    assert again.start_process(spec).pid == first.pid
 
 
 def test_fresh_manager_readopts_running_postmaster(
         make_compute_spec: Callable[..., ComputeSpec], compute_manager: ComputeManager) -> None:
     spec = make_compute_spec()
-    pid = compute_manager.start(spec).pid
-    restarted = ComputeManager(compute_manager.owner)   # as after an Argon restart
+    pid = compute_manager.start_process(spec).pid
+    # as after an Argon restart
+    restarted = ComputeManager(compute_manager.owner, compute_manager.layout)
     assert restarted.pid(spec) == pid
     with restarted.connect(spec) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -84,24 +86,24 @@ def _write_pid(pgdata: Path, pid: int, template: str) -> None:
 def test_stale_pidfile_is_not_adopted(make_compute_spec: Callable[..., ComputeSpec],
                                       compute_manager: ComputeManager) -> None:
     spec = make_compute_spec()
-    compute_manager.start(spec)
-    text = (spec.pgdata / "postmaster.pid").read_text()
+    compute_manager.start_process(spec)
+    text = (place(spec).pgdata / "postmaster.pid").read_text()
     compute_manager.stop(spec)
 
     dead = subprocess.Popen(["true"])
     dead.wait()
-    _write_pid(spec.pgdata, dead.pid, text)
+    _write_pid(place(spec).pgdata, dead.pid, text)
     assert compute_manager.pid(spec) is None
 
     unrelated = subprocess.Popen(["sleep", "30"])
     try:
-        _write_pid(spec.pgdata, unrelated.pid, text)
+        _write_pid(place(spec).pgdata, unrelated.pid, text)
         assert compute_manager.pid(spec) is None
-        _write_pid(spec.pgdata, os.getpid(), text)
+        _write_pid(place(spec).pgdata, os.getpid(), text)
         assert compute_manager.pid(spec) is None
         # Postgres itself would refuse a pid file naming a live process; start copes
-        _write_pid(spec.pgdata, unrelated.pid, text)
-        proc = compute_manager.start(spec)
+        _write_pid(place(spec).pgdata, unrelated.pid, text)
+        proc = compute_manager.start_process(spec)
         assert proc.pid != unrelated.pid and compute_manager.pid(spec) == proc.pid
         assert unrelated.poll() is None  # left alone
     finally:
@@ -112,11 +114,11 @@ def test_stale_pidfile_is_not_adopted(make_compute_spec: Callable[..., ComputeSp
 def test_pid_of_another_data_dirs_postmaster_is_rejected(
         make_compute_spec: Callable[..., ComputeSpec], compute_manager: ComputeManager) -> None:
     a, b = make_compute_spec(), make_compute_spec()
-    pid_a = compute_manager.start(a).pid
-    compute_manager.start(b)
-    text = (b.pgdata / "postmaster.pid").read_text()
+    pid_a = compute_manager.start_process(a).pid
+    compute_manager.start_process(b)
+    text = (place(b).pgdata / "postmaster.pid").read_text()
     compute_manager.stop(b)
-    _write_pid(b.pgdata, pid_a, text)   # e.g. a data dir cloned with its pid file
+    _write_pid(place(b).pgdata, pid_a, text)   # e.g. a data dir cloned with its pid file
     assert compute_manager.pid(b) is None
     assert compute_manager.pid(a) == pid_a
 
@@ -124,7 +126,7 @@ def test_pid_of_another_data_dirs_postmaster_is_rejected(
 def test_port_zero_picks_a_free_port(make_compute_spec: Callable[..., ComputeSpec],
                                      compute_manager: ComputeManager) -> None:
     spec = make_compute_spec(port=0)
-    proc = compute_manager.start(spec)
+    proc = compute_manager.start_process(spec)
     assert proc.port > 0
     with compute_manager.connect(spec) as conn:   # found through postmaster.pid
         assert conn.execute("SELECT current_setting('port')::int").fetchone() == (proc.port,)

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from argon.compute import ComputeManager, ComputeSpec
+from tests.fixtures.compute import place
 
 IMMEDIATE_PROMOTE = """\
 restore_command = 'false'
@@ -27,8 +28,8 @@ END_OF_WAL = "restore_command = 'false'\n"
 
 def _as_branch(spec: ComputeSpec, owner_chown: Callable[[Path], None], conf: str) -> None:
     for name, text in (("argon.storage.conf", conf), ("recovery.signal", "")):
-        (spec.pgdata / name).write_text(text)
-        owner_chown(spec.pgdata / name)
+        (place(spec).pgdata / name).write_text(text)
+        owner_chown(place(spec).pgdata / name)
 
 
 def _assert_promoted(spec: ComputeSpec, mgr: ComputeManager) -> None:
@@ -39,7 +40,7 @@ def _assert_promoted(spec: ComputeSpec, mgr: ComputeManager) -> None:
         conn.execute("CREATE TABLE written_after_promotion (x int)")
     assert in_recovery is False
     assert walfile.startswith("00000002"), "promotion starts a new Postgres timeline"
-    assert not (spec.pgdata / "recovery.signal").exists()
+    assert not (place(spec).pgdata / "recovery.signal").exists()
 
 
 @pytest.mark.parametrize("version", [18, 15])
@@ -48,48 +49,49 @@ def test_copy_of_stopped_cluster_with_recovery_signal_returns_after_promotion(
         compute_manager: ComputeManager) -> None:
     spec = make_compute_spec(version)   # a copy of a cleanly stopped cluster
     _as_branch(spec, compute_manager.owner.chown, END_OF_WAL)
-    compute_manager.start(spec)
+    compute_manager.start_process(spec)
     _assert_promoted(spec, compute_manager)
 
 
 def test_online_copy_with_immediate_target_returns_after_promotion(
         make_compute_spec: Callable[..., ComputeSpec], compute_manager: ComputeManager) -> None:
     parent = make_compute_spec()
-    compute_manager.start(parent)
+    compute_manager.start_process(parent)
     child = make_compute_spec()
-    shutil.rmtree(child.pgdata)
+    shutil.rmtree(place(child).pgdata)
     with compute_manager.connect(parent) as conn:
         conn.execute("CREATE TABLE before_branch AS SELECT generate_series(1, 100) AS x")
         conn.execute("SELECT pg_backup_start('compute-test', fast => true)")
-        subprocess.run(["cp", "-a", str(parent.pgdata), str(child.pgdata)], check=True)
+        subprocess.run(["cp", "-a", str(place(parent).pgdata), str(place(child).pgdata)],
+                       check=True)
         label = conn.execute("SELECT labelfile FROM pg_backup_stop(false)").fetchone()[0]
         conn.execute("INSERT INTO before_branch VALUES (-1)")   # after the branch point
-    subprocess.run(f"cp -a {parent.pgdata}/pg_wal/0* {child.pgdata}/pg_wal/", shell=True,
-                   check=True)
-    (child.pgdata / "postmaster.pid").unlink()
-    (child.pgdata / "backup_label").write_text(label)
-    compute_manager.owner.chown(child.pgdata / "backup_label")
+    subprocess.run(f"cp -a {place(parent).pgdata}/pg_wal/0* {place(child).pgdata}/pg_wal/",
+                   shell=True, check=True)
+    (place(child).pgdata / "postmaster.pid").unlink()
+    (place(child).pgdata / "backup_label").write_text(label)
+    compute_manager.owner.chown(place(child).pgdata / "backup_label")
     _as_branch(child, compute_manager.owner.chown, IMMEDIATE_PROMOTE)
-    compute_manager.start(child)
+    compute_manager.start_process(child)
     _assert_promoted(child, compute_manager)
     with compute_manager.connect(child) as conn:
         assert conn.execute("SELECT count(*), min(x) FROM before_branch").fetchone() == (100, 1)
-    assert "recovery stopping after reaching consistency" in child.log_path.read_text()
+    assert "recovery stopping after reaching consistency" in place(child).log_path.read_text()
 
 
 def test_client_sessions_ignores_argons_own(make_compute_spec: Callable[..., ComputeSpec],
                                             compute_manager: ComputeManager) -> None:
     spec = make_compute_spec()
-    compute_manager.start(spec)
+    compute_manager.start_process(spec)
     with compute_manager.connect(spec) as own, compute_manager.connect(spec, dbname="template1"):
         assert own.execute("SELECT current_setting('application_name')").fetchone() == ("argon",)
         assert compute_manager.client_sessions(spec) == 0
         port = compute_manager.pid(spec) and spec.port
-        with psycopg.connect(host=str(spec.socket_dir), port=port, user="cloud_admin",
+        with psycopg.connect(host=str(place(spec).socket_dir), port=port, user="cloud_admin",
                              password=spec.admin_password, dbname="postgres",
                              application_name="psql"):
             assert compute_manager.client_sessions(spec) == 1
-            with psycopg.connect(host=str(spec.socket_dir), port=port, user="cloud_admin",
+            with psycopg.connect(host=str(place(spec).socket_dir), port=port, user="cloud_admin",
                                  password=spec.admin_password, dbname="postgres"):
                 assert compute_manager.client_sessions(spec) == 2
         assert compute_manager.client_sessions(spec) == 0

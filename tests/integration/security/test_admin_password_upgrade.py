@@ -18,6 +18,7 @@ import pytest
 from argon.compute import ComputeManager, ComputeSpec, admin_auth
 from argon.compute import process as process_mod
 from argon.pg import OsUser, PgInstall
+from tests.fixtures.compute import layout_of, place
 
 NEW_PASSWORD = "a-brand-new-admin-password"
 
@@ -29,19 +30,19 @@ class Crash(Exception):
 def legacy_spec(make_compute_spec: Callable[..., ComputeSpec]) -> ComputeSpec:
     """A data directory whose cloud_admin's password is not (yet) the spec's, no marker."""
     spec = make_compute_spec()
-    (spec.pgdata / admin_auth.MARKER).unlink()
+    (place(spec).pgdata / admin_auth.MARKER).unlink()
     return replace(spec, admin_password=NEW_PASSWORD)
 
 
 def assert_locked_down(mgr: ComputeManager, spec: ComputeSpec) -> None:
     port = mgr.process(spec).port  # type: ignore[union-attr]
-    rules = [line.split() for line in (spec.pgdata / "pg_hba.conf").read_text().splitlines()
+    rules = [line.split() for line in (place(spec).pgdata / "pg_hba.conf").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert rules and all(r[-1] == "scram-sha-256" for r in rules), rules
-    assert admin_auth.is_set(spec)
+    assert admin_auth.is_set(place(spec).pgdata, spec)
     for password in ("", "test-admin-password"):   # none, and the old one
         with pytest.raises(psycopg.OperationalError, match="password"):
-            psycopg.connect(host=str(spec.socket_dir), port=port, user="cloud_admin",
+            psycopg.connect(host=str(place(spec).socket_dir), port=port, user="cloud_admin",
                             dbname="postgres", password=password, passfile="/nonexistent/.pgpass")
     with mgr.connect(spec) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("cloud_admin",)
@@ -53,11 +54,12 @@ def test_legacy_directory_without_any_password(compute_templates: Callable[[int]
     from argon.compute import initdb
     spec = make_compute_spec()
     install, _ = compute_templates(18)
-    fresh = spec.pgdata.parent / "legacy"
+    fresh = place(spec).pgdata.parent / "legacy"
     initdb(install, fresh, pg_user)        # as Argon did before: no password at all
     assert not (fresh / admin_auth.MARKER).exists()
-    spec = replace(spec, pgdata=fresh, admin_password=NEW_PASSWORD)
-    compute_manager.start(spec)
+    layout_of(spec).dirs.add(spec.timeline_id, fresh)  # type: ignore[attr-defined]
+    spec = replace(spec, admin_password=NEW_PASSWORD)
+    compute_manager.start_process(spec)
     assert_locked_down(compute_manager, spec)
 
 
@@ -68,34 +70,34 @@ def test_crash_during_upgrade_is_repaired(step: str, then: str,
                                          pg_user: OsUser, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
     spec = legacy_spec(make_compute_spec)
-    first = ComputeManager(pg_user)
+    first = ComputeManager(pg_user, layout_of(spec))
     if step == "final_hba":
         real = ComputeManager._write_hba
 
-        def write_hba(self: ComputeManager, s: ComputeSpec, pf: object, *,
+        def write_hba(self: ComputeManager, s: ComputeSpec, at: object, pf: object, *,
                       bootstrap: bool) -> None:
             if not bootstrap:
                 raise Crash(step)
-            real(self, s, pf, bootstrap=bootstrap)  # type: ignore[arg-type]
+            real(self, s, at, pf, bootstrap=bootstrap)  # type: ignore[arg-type]
         monkeypatch.setattr(ComputeManager, "_write_hba", write_hba)
     else:
         def crash(*_a: object, **_k: object) -> None:
             raise Crash(step)
         monkeypatch.setattr(process_mod.admin_auth, step, crash)
     with pytest.raises(Crash):
-        first.start(spec)
+        first.start_process(spec)
     monkeypatch.undo()
     assert first.pid(spec) is not None       # Postgres outlives the crashed start
-    assert admin_auth.is_set(spec) == (step == "final_hba")
+    assert admin_auth.is_set(place(spec).pgdata, spec) == (step == "final_hba")
     if then == "killed":
         first.stop(spec, "immediate")
-    again = ComputeManager(pg_user)          # Argon restarted
-    again.start(spec)
+    again = ComputeManager(pg_user, layout_of(spec))          # Argon restarted
+    again.start_process(spec)
     assert_locked_down(again, spec)
     if then == "killed":
         return
     again.stop(spec)                         # and a clean restart stays locked down
-    again.start(spec)
+    again.start_process(spec)
     assert_locked_down(again, spec)
 
 
@@ -104,8 +106,9 @@ def test_a_marker_that_lies_is_repaired(make_compute_spec: Callable[..., Compute
     """A data directory copied with its marker but not its password (or a changed master
     key with a stale marker): the readiness check sees the refusal and upgrades again."""
     spec = replace(make_compute_spec(), admin_password=NEW_PASSWORD)
-    admin_auth.mark_set(spec, compute_manager.owner)    # claims NEW_PASSWORD; pg_authid no
-    compute_manager.start(spec)
+    # claims NEW_PASSWORD; pg_authid does not
+    admin_auth.mark_set(place(spec).pgdata, spec, compute_manager.owner)
+    compute_manager.start_process(spec)
     assert_locked_down(compute_manager, spec)
 
 
@@ -113,7 +116,7 @@ def test_a_spec_without_password_is_refused(make_compute_spec: Callable[..., Com
                                             compute_manager: ComputeManager) -> None:
     spec = replace(make_compute_spec(), admin_password="")
     with pytest.raises(Exception, match="no admin_password"):
-        compute_manager.start(spec)
+        compute_manager.start_process(spec)
     assert compute_manager.pid(spec) is None
 
 
@@ -124,39 +127,41 @@ def test_a_pgbouncer_left_on_tcp_with_trust_is_restarted(
     cannot close a listener."""
     import subprocess
 
-    from argon.compute import PoolerManager, PoolerSpec, socket_dir_for
+    from argon.compute import PoolerManager, PoolerSpec
     from argon.compute import pooler as pooler_mod
     from tests.fixtures.common import free_port
     from tests.fixtures.compute import remove_socket_dir
     compute = make_compute_spec()
-    compute_manager.start(compute)
+    compute_manager.start_process(compute)
     tcp = free_port()
-    spec = PoolerSpec(compute.endpoint_id, compute, free_port(),
-                      socket_dir_for(argon_tmp, compute.endpoint_id + "-pooler"),
-                      argon_tmp / "pgbouncer" / compute.endpoint_id)
+    upstream = compute_manager.address(compute)
+    assert upstream is not None
+    spec = PoolerSpec(compute.endpoint_id, upstream, compute.admin_password, free_port())
+    socket_dir = compute_manager.layout.pooler_socket_dir(compute.endpoint_id)
     real = pooler_mod.render_pgbouncer_ini
 
-    def legacy(s: PoolerSpec, superuser: str = "cloud_admin") -> str:
-        return (real(s, superuser).replace("listen_addr = \n", "listen_addr = 127.0.0.1\n")
+    def legacy(s: PoolerSpec, at: pooler_mod.PoolerPlacement,
+               superuser: str = "cloud_admin") -> str:
+        return (real(s, at, superuser).replace("listen_addr = \n", "listen_addr = 127.0.0.1\n")
                 .replace(f"listen_port = {s.port}", f"listen_port = {tcp}")
                 .replace("auth_type = scram-sha-256", "auth_type = trust"))
-    mgr = PoolerManager(compute_manager.owner)
+    mgr = PoolerManager(compute_manager.owner, compute_manager.layout)
     try:
         monkeypatch.setattr(pooler_mod, "render_pgbouncer_ini", legacy)
         spec_tcp = replace(spec, port=tcp)
-        old = mgr.start(spec_tcp)
+        old = mgr.start_process(spec_tcp)
         monkeypatch.undo()
 
         def listening(pid: int) -> bool:
             out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
             return f"pid={pid}," in out
         assert listening(old)
-        new = mgr.start(replace(spec, port=0))      # as Argon's repair and wake call it
+        new = mgr.start_process(replace(spec, port=0))      # as Argon's repair and wake call it
         assert new != old and not listening(new)
         port = mgr.port(replace(spec, port=0))
         with pytest.raises(psycopg.OperationalError, match="password"):
-            psycopg.connect(host=str(spec.socket_dir), port=port, user="cloud_admin",
+            psycopg.connect(host=str(socket_dir), port=port, user="cloud_admin",
                             dbname="pgbouncer", password="", passfile="/nonexistent/.pgpass")
     finally:
         mgr.stop(replace(spec, port=0))
-        remove_socket_dir(spec.socket_dir)
+        remove_socket_dir(socket_dir)

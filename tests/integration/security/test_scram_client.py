@@ -18,6 +18,7 @@ from argon.pg.scram import ScramVerifier, make_verifier
 from argon.proxy import pq
 from argon.proxy.auth.scram_client import ScramClient, ScramKeys, client_key_from_password
 from argon.proxy.errors import ProxyError
+from tests.fixtures.compute import place
 
 PASSWORD = "carol-secret-pw"
 
@@ -39,7 +40,7 @@ def login(spec: ComputeSpec, port: int, keys: ScramKeys) -> list[bytes]:
     """Startup as carol, SCRAM with ``keys``; the message kinds up to ReadyForQuery."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
-        sock.connect(str(spec.socket_dir / f".s.PGSQL.{port}"))
+        sock.connect(str(place(spec).socket_dir / f".s.PGSQL.{port}"))
         sock.sendall(pq.startup_message({"user": "carol", "database": "postgres"}))
         kind, body = _read(sock)
         assert kind == b"R" and pq.int32(body) == pq.AUTH_SASL
@@ -66,7 +67,7 @@ def login(spec: ComputeSpec, port: int, keys: ScramKeys) -> list[bytes]:
 def carol(make_compute_spec: Callable[..., ComputeSpec],
           compute_manager: ComputeManager) -> tuple[ComputeSpec, int, ScramVerifier]:
     spec = make_compute_spec()
-    proc = compute_manager.start(spec)
+    proc = compute_manager.start_process(spec)
     verifier = make_verifier(PASSWORD)
     with compute_manager.connect(spec) as conn:   # set as a verifier, as Argon does
         conn.execute(sql.SQL("CREATE ROLE carol LOGIN PASSWORD {}").format(

@@ -8,7 +8,7 @@ import pytest
 from argon.errors import Conflict, Unavailable
 from argon.storage import TimelineState
 from argon.storage.conf import CONF_NAME
-from tests.fixtures.storage import pg_timeline
+from tests.fixtures.storage import pg_timeline, running
 from tests.integration.storage.conftest import StorageEnv
 
 
@@ -137,7 +137,7 @@ def test_branching_a_stopped_server_as_running_fails_cleanly(env18: StorageEnv) 
     main = env18.start("main")
     env18.stop("main")
     with pytest.raises(Unavailable, match="online backup"):
-        env18.storage.branch_timeline("dev", "main", lambda: main.connect())
+        env18.storage.branch_timeline("dev", "main", running(main))
     assert not env18.storage.exists("dev")
     assert not (env18.storage.root / "dev").exists()
 

@@ -30,6 +30,7 @@ from argon.storage import Storage, TimelineState
 from argon.storage.space import MARGIN_BYTES
 from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
 from tests.fixtures.common import TEST_ROOT
+from tests.fixtures.storage import running
 from tests.fixtures.tmpfs import TmpfsUnavailable, fill, free_bytes, tmpfs_mount, unfill
 from tests.fixtures.xfs import XfsUnavailable, xfs_mount
 from tests.integration.core.helpers import connect
@@ -108,7 +109,7 @@ def test_no_snapshot_is_started_on_a_nearly_full_disk(small_env: StorageEnv,
     _seed(small_env)
     fill(small_root, leave_bytes=4 * MiB)
     with pytest.raises(InsufficientStorage):
-        small_env.storage.snapshot_running("main", lambda: small_env.servers["main"].connect())
+        small_env.storage.snapshot_running("main", running(small_env.servers["main"]))
     # No backup was started, so no checkpoint: the parent still runs and serves reads.
     with small_env.servers["main"].connect() as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (80000,)

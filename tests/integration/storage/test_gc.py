@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from argon.compute.backup import switch_wal
 from argon.pg import Lsn
 from argon.storage.pitr import PointInTime
+from tests.fixtures.storage import running
 from tests.integration.storage.conftest import StorageEnv
 
 
@@ -22,13 +24,13 @@ def test_gc_with_a_short_window_keeps_branch_points_working(env18: StorageEnv) -
         for i in range(1, 6):   # five segments of history, a snapshot after each
             conn.execute("INSERT INTO seq VALUES (%s)", [i])
             conn.execute("SELECT pg_switch_wal()")
-            env.storage.snapshot_running("main", lambda: main.connect())
+            env.storage.snapshot_running("main", running(main))
         point = Lsn.parse(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])  # type: ignore[index]
         conn.execute("INSERT INTO seq VALUES (6)")
         for _ in range(3):
             conn.execute("SELECT pg_switch_wal()")
             conn.execute("INSERT INTO seq VALUES (7)")
-        live = env.storage.seal_wal("main", conn)
+        live = env.storage.seal_wal("main", switch_wal(conn))
     env.storage.branch_timeline_at("child", "main", PointInTime(lsn=point), live)
     before = env.storage.snapshots("main")
     archive: Path = env.storage.archive_dir("main")

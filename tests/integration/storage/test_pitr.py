@@ -8,6 +8,7 @@ from datetime import datetime
 import psycopg
 import pytest
 
+from argon.compute.backup import switch_wal
 from argon.errors import Unavailable
 from argon.pg import Lsn
 from argon.storage.pitr import PointInTime
@@ -52,7 +53,7 @@ def test_branches_at_lsns_and_times_hold_exactly_what_was_committed(env18: Stora
     with main.connect() as conn:
         conn.autocommit = True
         log += _write(conn, 31, 10)
-        live = env.storage.seal_wal("main", conn)
+        live = env.storage.seal_wal("main", switch_wal(conn))
     assert live.head_lsn >= log[-1][1]
     picks = {"lsn-3": log[2], "lsn-15": log[14], "lsn-33": log[32]}
     for name, (i, lsn, _t) in picks.items():
@@ -75,7 +76,7 @@ def test_branches_at_lsns_and_times_hold_exactly_what_was_committed(env18: Stora
         conn.execute("INSERT INTO seq VALUES (1000)")
         row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
         conn.execute("INSERT INTO seq VALUES (1001)")
-        live_child = env.storage.seal_wal("lsn-33", conn)
+        live_child = env.storage.seal_wal("lsn-33", switch_wal(conn))
     env.storage.branch_timeline_at("grand", "lsn-33", PointInTime(lsn=Lsn.parse(row[0])),
                                    live_child)
     env.stop("lsn-33")
@@ -90,7 +91,7 @@ def test_no_snapshot_left_is_a_clear_error(env18: StorageEnv) -> None:
         remove_snapshot(env.storage.root / "main", snap)
     main = env.start("main")
     with main.connect() as conn:
-        live = env.storage.seal_wal("main", conn)
+        live = env.storage.seal_wal("main", switch_wal(conn))
     with pytest.raises(Unavailable, match="no snapshot"):
         env.storage.branch_timeline_at("x", "main", PointInTime(lsn=live.head_lsn), live)
     assert not env.storage.exists("x")

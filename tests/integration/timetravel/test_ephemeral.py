@@ -40,7 +40,7 @@ def test_ephemeral_compute_sees_the_past_read_only_and_is_cleaned_up(services: S
         conn.execute("INSERT INTO t VALUES (3)")
     eph = services.branches.ephemeral_compute_at(ep, lsn=lsn)
     assert eph.branch_id == branch
-    with psycopg.connect(host=eph.socket_dir, port=eph.port, user="cloud_admin",
+    with psycopg.connect(host=eph.address.host, port=eph.address.port, user="cloud_admin",
                          password=services.runtime.admin_passwords.for_project(pid),
                          dbname="neondb", autocommit=True) as conn:
         assert [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id")] == [1, 2]

@@ -6,14 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from argon.compute.config import render_config, with_standby_minimums
+from argon.compute.config import render_config as _render_config, with_standby_minimums
+from argon.compute.placement import Placement
 from argon.compute.spec import ComputeMode, ComputeSpec
 from argon.pg import choose_install
 
 
 def _spec(mode: ComputeMode, **kw: object) -> ComputeSpec:
-    return ComputeSpec("ep-m", Path("/data"), choose_install(), 5432, Path("/run/s"),
-                       Path("/log"), mode=mode, **kw)  # type: ignore[arg-type]
+    return ComputeSpec("ep-m", "tl", choose_install(), 5432, mode=mode,
+                       **kw)  # type: ignore[arg-type]
+
+
+def render_config(spec: ComputeSpec) -> str:
+    return _render_config(spec, Placement(Path("/data"), Path("/run/s"), Path("/log")))
 
 
 def _settings(text: str) -> dict[str, str]:

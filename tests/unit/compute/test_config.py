@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from argon.compute import (ComputeSpec, ComputeState, PoolerSpec, memory_settings,
-                           render_config, render_hba, render_pgbouncer_ini)
+from argon.compute import (ComputeAddress, ComputeSpec, ComputeState, Placement, PoolerSpec,
+                           memory_settings, render_config as _render_config, render_hba,
+                           render_pgbouncer_ini)
+from argon.compute.pooler import PoolerPlacement
 from argon.compute.config import MEMORY_TABLE
 from argon.errors import InvalidInput
 from argon.pg import PgInstall
@@ -17,11 +19,17 @@ PG15 = PgInstall(15, "15.18", Path("/usr/lib/postgresql/15/bin"), "system")
 
 
 def spec(**kw: object) -> ComputeSpec:
-    base: dict[str, object] = dict(endpoint_id="ep-cool-darkness-123456", pgdata=Path("/d/pg"),
-                                   install=PG18, port=55001, socket_dir=Path("/run/a/ep"),
-                                   log_path=Path("/logs/ep.log"))
+    base: dict[str, object] = dict(endpoint_id="ep-cool-darkness-123456", timeline_id="tl",
+                                   install=PG18, port=55001)
     base.update(kw)
     return ComputeSpec(**base)  # type: ignore[arg-type]
+
+
+AT = Placement(pgdata=Path("/d/pg"), socket_dir=Path("/run/a/ep"), log_path=Path("/logs/ep.log"))
+
+
+def render_config(s: ComputeSpec) -> str:
+    return _render_config(s, AT)
 
 
 def settings_of(text: str) -> list[tuple[str, str]]:
@@ -133,9 +141,8 @@ def test_state_values_are_neons() -> None:
 
 
 def test_pgbouncer_ini() -> None:
-    ps = PoolerSpec("ep-x", spec(), 6432, Path("/run/a/ep-pooler"), Path("/w/ep-x"),
-                    pool_size=7)
-    text = render_pgbouncer_ini(ps)
+    ps = PoolerSpec("ep-x", ComputeAddress("/run/a/ep", 55001), "pw", 6432, pool_size=7)
+    text = render_pgbouncer_ini(ps, PoolerPlacement(Path("/run/a/ep-pooler"), Path("/w/ep-x")))
     assert "* = host=/run/a/ep port=55001" in text
     for line in ("pool_mode = transaction", "auth_type = scram-sha-256", "listen_port = 6432",
                  "listen_addr = ", "unix_socket_dir = /run/a/ep-pooler",

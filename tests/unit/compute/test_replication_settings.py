@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from argon.compute import ComputeSpec, render_config
+from argon.compute import ComputeSpec, Placement, render_config
 from argon.compute.user_settings import check
 from argon.control.logical_replication import ONE_WAY, turned_on
 from argon.errors import InvalidInput
@@ -17,12 +17,12 @@ PG15 = PgInstall(15, "15.18", Path("/usr/lib/postgresql/15/bin"), "system")
 
 
 def rendered(**kw: object) -> dict[str, str]:
-    base: dict[str, object] = dict(endpoint_id="ep-cool-darkness-123456", pgdata=Path("/d/pg"),
-                                   install=PG18, port=55001, socket_dir=Path("/run/a/ep"),
-                                   log_path=Path("/logs/ep.log"))
+    base: dict[str, object] = dict(endpoint_id="ep-cool-darkness-123456", timeline_id="tl",
+                                   install=PG18, port=55001)
     base.update(kw)
     out = {}
-    for line in render_config(ComputeSpec(**base)).splitlines():  # type: ignore[arg-type]
+    at = Placement(Path("/d/pg"), Path("/run/a/ep"), Path("/logs/ep.log"))
+    for line in render_config(ComputeSpec(**base), at).splitlines():  # type: ignore[arg-type]
         if line and not line.startswith("#") and not line.startswith("include"):
             key, value = line.split(" = ", 1)
             out[key] = value.strip("'")

@@ -55,7 +55,7 @@ def test_the_conf_streams_only_when_a_primary_is_known(tmp_path: Path) -> None:
     plain = render_replica_conf((tmp_path / "wal",), tmp_path / "pg_wal", None)
     assert "primary_conninfo" not in plain and "archive_mode = off" in plain
     assert "recovery_target_timeline = 'latest'" in plain
-    conn = PrimaryConn(Path("/run/s k"), 5433, "cloud_admin", "pa'ss", "ep-r")
+    conn = PrimaryConn("/run/s k", 5433, "cloud_admin", "pa'ss", "ep-r")
     text = render_replica_conf((tmp_path / "wal",), tmp_path / "pg_wal", conn)
     (line,) = [x for x in text.splitlines() if x.startswith("primary_conninfo")]
     # libpq quoting inside a postgresql.conf literal: both levels escaped
