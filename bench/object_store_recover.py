@@ -31,6 +31,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from argon.compute.backup import online_backup  # noqa: E402
 from argon.compute.sockets import socket_dir_for  # noqa: E402
 from argon.control.admin_password import AdminPasswords  # noqa: E402
 from argon.pg import pg_os_user  # noqa: E402
@@ -92,7 +93,8 @@ def prepare(env: ArgonEnv, store: ObjectStore, meta: Path, gb: float) -> dict[st
                       pg_os_user())
     with admin(env, ep, pid) as su:
         su.execute("CHECKPOINT")
-    snap = storage.snapshot_running(tl, lambda: admin(env, ep, pid))
+    snap = storage.snapshot_running(
+        tl, lambda label: online_backup(lambda: admin(env, ep, pid), label))
     upload_s = wait_for("the snapshot upload",
                         lambda: store.bucket().exists(snapshot_key(tl, snap.dirname)))
     with psycopg.connect(uri, autocommit=True) as conn:

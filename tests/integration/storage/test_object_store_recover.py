@@ -36,6 +36,7 @@ from argon.storage.objectstore.snapshot_sync import SnapshotSync
 from tests.fixtures.argon_env import ArgonEnv, kill_leftover_postgres, make_env
 from tests.fixtures.common import TEST_ROOT
 from tests.fixtures.object_store import ObjectStore
+from tests.fixtures.storage import running
 from tests.integration.core.helpers import connect, create_branch, new_project
 from tests.integration.storage.conftest import StorageEnv
 
@@ -60,7 +61,7 @@ def test_second_snapshot_uploads_only_changed_chunks(env18: StorageEnv,
         conn.execute("CREATE TABLE big AS SELECT g, repeat('x', 400) AS pad "
                      "FROM generate_series(1, 90000) g")
         conn.execute("CHECKPOINT")
-        env.storage.snapshot_running("main", lambda: main.connect())
+        env.storage.snapshot_running("main", running(main))
         sync = SnapshotSync(object_store.bucket(), env.storage, None)
         first = sync.sync_once()
         assert first.snapshots_uploaded == 2          # initdb's and this one
@@ -68,7 +69,7 @@ def test_second_snapshot_uploads_only_changed_chunks(env18: StorageEnv,
         uploaded_first = first.chunks_uploaded
         conn.execute("UPDATE big SET pad = 'changed' WHERE g = 1")   # one page
         conn.execute("CHECKPOINT")
-        snap2 = env.storage.snapshot_running("main", lambda: main.connect())
+        snap2 = env.storage.snapshot_running("main", running(main))
     second = sync.sync_once()
     assert second.snapshots_uploaded == 3
     new_blobs = _keys(object_store, BLOBS_PREFIX) - blobs_after_first
@@ -96,7 +97,7 @@ def test_bucket_gc_removes_a_deleted_timeline_and_keeps_the_rest(
         conn.execute("CREATE TABLE only_child AS SELECT g, md5(g::text) FROM "
                      "generate_series(1, 20000) g")
         conn.execute("CHECKPOINT")
-        env.storage.snapshot_running("child", lambda: child.connect())
+        env.storage.snapshot_running("child", running(child))
     sync = SnapshotSync(object_store.bucket(), env.storage, None)
     sync.sync_once()
     child_keys = _keys(object_store, timeline_prefix("child"))
