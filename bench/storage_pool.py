@@ -54,6 +54,7 @@ class Side:
         self.name = name
         self.env: ArgonEnv = make_env(f"bench-pool-{name}", ["--storage-pool", mode])
         self.branch_s: list[float] = []
+        self.ready_s: list[float] = []
         self.added: list[float] = []
         self.image_added: list[float] = []
         self.tps: list[float] = []
@@ -109,6 +110,20 @@ class Side:
         else:
             self.added.append(_du(self.timelines / timeline_of(self.env.home, branch)) / MiB)
         self.api("DELETE", f"/branches/{branch}")   # keep the disk clean between runs
+        time.sleep(1)
+
+    def branch_ready_once(self) -> None:
+        """A branch with an endpoint until its connection string answers SELECT 1."""
+        self.suspend()
+        t0 = time.perf_counter()
+        r = self.api("POST", "/branches", json={"branch": {},
+                                                 "endpoints": [{"type": "read_write"}]})
+        assert r.status_code == 201, r.text
+        with psycopg.connect(r.json()["connection_uris"][0]["connection_uri"],
+                             connect_timeout=60) as conn:
+            conn.execute("SELECT 1").fetchone()
+        self.ready_s.append(time.perf_counter() - t0)
+        self.api("DELETE", f"/branches/{r.json()['branch']['id']}")
         time.sleep(1)
 
     def pgbench(self, seconds: int) -> None:
@@ -219,6 +234,9 @@ def main() -> None:
                 side.branch_once()
                 print(f"[{side.name}] branch {side.branch_s[-1]:.2f} s, "
                       f"+{side.added[-1]:.2f} MiB", flush=True)
+                side.branch_ready_once()
+                print(f"[{side.name}] branch + endpoint -> SELECT 1 {side.ready_s[-1]:.2f} s",
+                      flush=True)
         for side in (copy, pool):
             side.suspend()   # the computes wake for pgbench; no branch writes meanwhile
         # plain clusters: one in the pool's mount (a dot name, which storage leaves
@@ -241,14 +259,17 @@ def main() -> None:
             "vary a lot, compare medians.")
     rows = [
         [f"copies on {fs}", f"{copy.data_mb:.0f} MB", f"{p50(copy.branch_s):.2f} s",
-         f"{p95(copy.branch_s):.2f} s", f"{p50(copy.added):.0f} MiB", "-",
+         f"{p95(copy.branch_s):.2f} s", f"{p50(copy.ready_s):.2f} s",
+         f"{p50(copy.added):.0f} MiB", "-",
          f"{p50(copy.tps):.0f}", "1.00x"],
         ["storage pool (XFS image)", f"{pool.data_mb:.0f} MB", f"{p50(pool.branch_s):.2f} s",
-         f"{p95(pool.branch_s):.2f} s", f"{p50(pool.added):.2f} MiB",
+         f"{p95(pool.branch_s):.2f} s", f"{p50(pool.ready_s):.2f} s",
+         f"{p50(pool.added):.2f} MiB",
          f"{p50(pool.image_added):.2f} MiB", f"{p50(pool.tps):.0f}",
          f"{p50(pool.tps) / p50(copy.tps):.2f}x"],
     ]
-    headers = ["timelines", "database", "branch p50", "branch p95", "disk added p50",
+    headers = ["timelines", "database", "branch p50", "branch p95",
+               "branch + endpoint -> SELECT 1 p50", "disk added p50",
                f"image growth on {fs} p50", "pgbench tps p50 (Argon)", "tps vs ext4"]
     plain_rows = [[f"plain {fs}", f"{p50(plain_ext4.tps):.0f}", "1.00x"],
                   ["XFS image (the pool)", f"{p50(plain_pool.tps):.0f}",
@@ -260,7 +281,8 @@ def main() -> None:
         f"`reflink=1` image in the home, loop device with direct I/O, mounted `discard`). "
         f"A {args.mb} MB table in each default branch; {args.runs} branches each "
         "(alternating, parent idle, `POST /branches` until its operations finish, each "
-        "branch deleted after); disk added = the new timeline's blocks for copies, the "
+        "branch deleted after; then the same with an endpoint, until the returned "
+        "connection string answers `SELECT 1` through the proxy); disk added = the new timeline's blocks for copies, the "
         "drop of the pool's free blocks (`statvfs`, shared extents once) for the pool, "
         "and next to it what the image file grew on the host. Write TPS: pgbench "
         f"tpcb-like, scale 10, 2 clients, {args.seconds} s runs, {args.runs} runs each "
