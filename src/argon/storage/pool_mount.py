@@ -23,7 +23,7 @@ from argon.errors import ArgonError, Unavailable
 from argon.storage.drivers import reflink_supported
 from argon.storage.durability import fsync_dir
 from argon.storage.pool import (IMAGE_NAME, POOL_DIR, XFS_MAGIC, PoolFacts, PoolKind,
-                                PoolPlan, Step, check_mode, loops_backed_by, mount_at,
+                                Step, check_mode, loops_backed_by, mount_at,
                                 parse_mountinfo, plan_growth, plan_pool)
 from argon.storage.space import size_text
 
