@@ -51,7 +51,7 @@ def recover(
 ) -> None:
     """Rebuild every project's branches on this host from the bucket (disaster recovery).
 
-    Then run ``argon start`` with the same --home, --metadata-url and --object-store:
+    Then run `argon start` with the same --home, --metadata-url and --object-store:
     each branch's first start replays its WAL from the bucket."""
     from argon.control.disaster_recovery import recover_home, summary_line  # noqa: PLC0415
     from argon.home import set_private_umask  # noqa: PLC0415
