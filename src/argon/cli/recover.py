@@ -58,9 +58,6 @@ def recover(
     from argon.settings import Settings  # noqa: PLC0415
     from argon.storage.objectstore.bucket import Bucket  # noqa: PLC0415
 
-    if clone_driver not in ("auto", "reflink", "copy"):
-        err_console.print("[red]error:[/red] --clone-driver must be auto, reflink or copy")
-        raise typer.Exit(1)
     set_private_umask()
     try:
         store = Bucket(object_store)

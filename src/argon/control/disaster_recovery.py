@@ -96,10 +96,12 @@ def recover_home(settings: Settings, store: ReadStore, object_store_url: str,
     from argon.control.services import prepare_home   # noqa: PLC0415 - heavy imports
     from argon.pg import pg_os_user   # noqa: PLC0415
     from argon.storage import Storage, detect_clone_driver   # noqa: PLC0415
+    from argon.storage.drivers import check_driver_choice   # noqa: PLC0415
     from argon.storage.objectstore.kit import prepare_bucket_wal   # noqa: PLC0415
 
     progress = progress or RecoverProgress()
     started = time.monotonic()
+    check_driver_choice(settings.clone_driver)
     check_empty_home(settings)
     if settings.metadata_url is None:
         # the home's own SQLite: the copy the uploader kept in the bucket

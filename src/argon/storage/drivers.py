@@ -130,15 +130,20 @@ def reflink_supported(path: Path) -> bool:
         os.unlink(name_b)
 
 
+def check_driver_choice(prefer: str) -> None:
+    """Refuse an unknown clone driver name before any work is done with it."""
+    if prefer not in DRIVER_CHOICES:
+        raise InvalidInput(f"clone driver {prefer!r} is unknown: use one of "
+                           f"{', '.join(DRIVER_CHOICES)}")
+
+
 def detect_clone_driver(path: Path, prefer: str = "auto") -> CloneDriver:
     """The clone driver for storage under ``path``.
 
     ``auto`` picks reflink when the filesystem supports it, else copy; ``reflink``
     insists (and says how to get it); ``copy`` never probes.
     """
-    if prefer not in DRIVER_CHOICES:
-        raise InvalidInput(f"clone driver {prefer!r} is unknown: use one of "
-                           f"{', '.join(DRIVER_CHOICES)}")
+    check_driver_choice(prefer)
     if prefer == "copy":
         return CopyDriver()
     if reflink_supported(path):
