@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
+from argon.compute.pooler import find_pgbouncer  # noqa: E402
 from argon.pg import choose_install, pg_os_user  # noqa: E402
 from argon.pg.scram import make_verifier  # noqa: E402
 from argon.proxy import TlsConfig  # noqa: E402
@@ -90,7 +91,8 @@ def pgbouncer_alone(root: Path, server: PgServer, tls: TlsConfig) -> tuple[subpr
     (bdir / "users.txt").write_text(f'"{USER}" "{make_verifier(PASSWORD)}"\n')
     shutil.copy(tls.key_file, bdir / "server.key")
     shutil.copy(tls.cert_file, bdir / "server.crt")
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    # The same PgBouncer Argon's pooled doors run (not whichever is first on PATH).
+    binary = os.environ.get("BENCH_PGBOUNCER") or find_pgbouncer()[0]
     (bdir / "pgbouncer.ini").write_text(f"""[databases]
 * = host={server.socket_dir} port={server.port}
 [pgbouncer]

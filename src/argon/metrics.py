@@ -112,7 +112,9 @@ def _proxy_families(m: dict[str, Any]) -> Iterator[Any]:
                      ("wakes", "Computes woken by a connection"),
                      ("early_connections", "Compute connections opened during the "
                       "client's authentication"),
-                     ("spare_logins", "Pooled sessions started on a ready PgBouncer login")):
+                     ("spare_logins", "Pooled sessions started on a ready PgBouncer login"),
+                     ("reused_logins", "PgBouncer logins kept for the next client after a "
+                      "session that left no state")):
         yield CounterMetricFamily(f"argon_proxy_{key}", doc, value=m.get(key, 0))
     yield GaugeMetricFamily("argon_proxy_connections_active", "Open client connections",
                             value=m.get("connections_active", 0))

@@ -18,6 +18,7 @@ class ProxyMetrics:
     wakes: int = 0
     early_connections: int = 0   # compute logins that overlapped the client's own
     spare_logins: int = 0        # pooled sessions that took a ready PgBouncer login
+    reused_logins: int = 0       # PgBouncer logins kept after a clean session
 
     def snapshot(self) -> dict[str, object]:
         return {"connections_total": self.connections_total,
@@ -27,4 +28,5 @@ class ProxyMetrics:
                 "bytes_to_clients": self.bytes_to_clients,
                 "cancel_requests": self.cancel_requests, "wakes": self.wakes,
                 "early_connections": self.early_connections,
-                "spare_logins": self.spare_logins}
+                "spare_logins": self.spare_logins,
+                "reused_logins": self.reused_logins}

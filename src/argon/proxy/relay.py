@@ -128,15 +128,45 @@ class PgSide(asyncio.Protocol):
         assert self.transport is not None
         return TransportPeer(self.transport)
 
-    def start_relay(self, peer: Peer) -> None:
-        """From now on, everything this side sends goes to ``peer`` unparsed."""
+    def start_relay(self, peer: Peer,
+                    watch: Callable[[bytes], bytes] | None = None) -> None:
+        """From now on, everything this side sends goes to ``peer`` unparsed (through
+        ``watch`` first, which returns what to forward: ``argon.proxy.reuse``)."""
         self.peer = peer
-        self._peer_write = peer.transport.write if isinstance(peer, TransportPeer) else peer.write
+        write = peer.transport.write if isinstance(peer, TransportPeer) else peer.write
+        if watch is None:
+            self._peer_write = write
+        else:
+            def watched(data: bytes) -> None:
+                data = watch(data)
+                if data:
+                    write(data)
+            self._peer_write = watched
         if self.buf:
             data, self.buf = bytes(self.buf), bytearray()
-            peer.write(data)
+            self._peer_write(data)
         if self.closed:
             peer.close()
+
+    def unwatch(self) -> None:
+        """Relay straight to the peer again (the watch gave up)."""
+        if self.peer is not None:
+            peer = self.peer
+            self._peer_write = (peer.transport.write if isinstance(peer, TransportPeer)
+                                else peer.write)
+
+    def detach(self) -> bool:
+        """Leave relay mode without closing the peer; False if this side cannot be kept
+        (closed, or bytes waiting in either direction)."""
+        self.peer = None
+        self._peer_write = None
+        return not (self.closed or self.buf or self.transport is None
+                    or self.transport.get_write_buffer_size())
+
+    @property
+    def pausing_peer(self) -> bool:
+        """Whether this side's full write buffer has paused its peer's reading."""
+        return self._paused_peer
 
 
 class TransportPeer:

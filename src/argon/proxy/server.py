@@ -9,6 +9,7 @@ clients get a plain transport.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import select
@@ -31,9 +32,12 @@ from argon.proxy.tls import ALPN_POSTGRESQL, TlsConfig
 logger = logging.getLogger(__name__)
 
 TLS_HANDSHAKE_TIMEOUT = 10.0
+# connections accepted per readiness event before other work gets the loop
+ACCEPT_BATCH = 16
 _HTTP_PREFIXES = (b"GET ", b"POST", b"PUT ", b"HEAD", b"OPTI", b"DELE", b"PATC")
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -45,7 +49,8 @@ class _Listener:
     def __init__(self, sock: socket.socket, route: tuple[str, bool] | None) -> None:
         self.sock = sock
         self.route = route
-        self.task: asyncio.Task[None] | None = None
+        self.watching = False
+        self.retry: asyncio.TimerHandle | None = None   # re-watch after a failed accept
 
     @property
     def port(self) -> int:
@@ -113,18 +118,15 @@ class ProxyServer:
                                "port") from None
         sock.setblocking(False)
         listener = _Listener(sock, route)
-        listener.task = asyncio.create_task(self._accept_loop(listener))
+        self._watch_accepts(listener)
         logger.info("proxy listening on %s:%d%s", host, listener.port,
                     f" for {route[0]}" if route else "")
         return listener
 
     async def _close_listener(self, listener: _Listener) -> None:
-        if listener.task is not None:
-            listener.task.cancel()
-            try:
-                await listener.task
-            except asyncio.CancelledError:
-                pass
+        if listener.retry is not None:
+            listener.retry.cancel()
+        self._unwatch_accepts(listener)
         listener.sock.close()
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
@@ -145,15 +147,28 @@ class ProxyServer:
         if self._sessions:
             await asyncio.wait(set(self._sessions), timeout=5)
 
-    async def _accept_loop(self, listener: _Listener) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
+    def _watch_accepts(self, listener: _Listener) -> None:
+        # one reader for the listener's whole life: no epoll registration per accept
+        asyncio.get_running_loop().add_reader(listener.sock.fileno(), self._accept, listener)
+        listener.watching = True
+
+    def _unwatch_accepts(self, listener: _Listener) -> None:
+        if listener.watching:
+            listener.watching = False
+            asyncio.get_running_loop().remove_reader(listener.sock.fileno())
+
+    def _accept(self, listener: _Listener) -> None:
+        for _ in range(ACCEPT_BATCH):
             try:
-                sock, addr = await loop.sock_accept(listener.sock)
+                sock, addr = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as e:   # EMFILE and friends: back off, keep serving
                 logger.warning("accept failed: %s", e)
-                await asyncio.sleep(0.1)
-                continue
+                self._unwatch_accepts(listener)
+                listener.retry = asyncio.get_running_loop().call_later(
+                    0.1, self._watch_accepts, listener)
+                return
             self.metrics.connections_total += 1
             self.spawn(self._handle_socket(sock, addr, listener))
 
@@ -227,19 +242,21 @@ class ProxyServer:
         """Peek at the first bytes: 'direct' TLS, 'tls' after SSLRequest, 'plain',
         'http', or 'close' (the client left)."""
         while True:
-            head = await _peek(sock, 1)
+            head = await _peek(sock, 1)     # all of the first 8 bytes that have come
             if not head:
                 return "close"
             if head[0] == 0x16:
                 return "direct" if self._ssl is not None else "close"
-            head = await _peek(sock, 4)
             if len(head) < 4:
-                return "close"
+                head = await _peek(sock, 4)
+                if len(head) < 4:
+                    return "close"
             if head[:4] in _HTTP_PREFIXES:
                 return "http"
-            if struct.unpack("!i", head)[0] != 8:
+            if struct.unpack("!i", head[:4])[0] != 8:
                 return "plain"   # a startup or cancel packet: the session reads it
-            head = await _peek(sock, 8)
+            if len(head) < 8:
+                head = await _peek(sock, 8)
             if len(head) < 8:
                 return "close"
             length, code = struct.unpack("!ii", head)
@@ -258,10 +275,11 @@ class ProxyServer:
 
 
 async def _peek(sock: socket.socket, n: int) -> bytes:
+    """At least ``n`` (at most 8) of the first bytes, unread; fewer if the client left."""
     loop = asyncio.get_running_loop()
     while True:
         try:
-            data = sock.recv(n, socket.MSG_PEEK)
+            data = sock.recv(8, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             fut = loop.create_future()
             loop.add_reader(sock.fileno(), _set_done, fut)

@@ -27,6 +27,7 @@ from argon.proxy.early import EarlyAttempt, EarlyCompute
 from argon.proxy.errors import ErrorKind, ProxyError, auth_failed, protocol_error
 from argon.proxy.ip_check import check_client_address
 from argon.proxy.relay import Peer, PgSide
+from argon.proxy.reuse import LoginWatch
 from argon.proxy.spares import Spare, SpareKey, spare_key
 from argon.proxy.routing import (compute_startup, no_endpoint_error, route,
                                  split_password_form, split_pooler)
@@ -86,6 +87,8 @@ class Session:
         # (or its PgBouncer) as the client's role with it, since they trust nobody
         self.scram_keys: ScramKeys | None = None
         self.early: EarlyAttempt | None = None      # compute connection opened during auth
+        self.auth_tail = b""     # SCRAM's final message, not yet sent
+        self._kept = False       # the pooled login was taken off the relay for reuse
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -129,7 +132,7 @@ class Session:
         logger.info("session from %s refused (%s): %s", self.info.peer, e.kind,
                     e.client_message)
         if not self.client.closed:
-            self.client.write(pq.error_response(e))
+            self.client.write(self.auth_tail + pq.error_response(e))
 
     async def _read_startup(self) -> pq.StartupMessage | None:
         client = self.client
@@ -212,7 +215,8 @@ class Session:
                           compute_params: dict[str, str]) -> None:
         client = self.client
         verifier = await self._verifier(endpoint, user)
-        if verifier is not None and self.at is None:
+        if verifier is not None and self.at is None and not self._spare_waits(
+                endpoint, pooled, compute_params, verifier.stored_key):
             # a known role of a running compute: connect there while the client proves
             # its password (see argon.proxy.early); nothing starts for a stranger
             self.early = self.proxy.early.start(endpoint, pooled, compute_params, verifier)
@@ -227,7 +231,9 @@ class Session:
         kind, body = await client.read_message(pq.MAX_AUTH_MESSAGE_LEN)
         if kind != b"p":
             raise protocol_error(f"expected SASL response, got message type {kind!r}")
-        client.write(pq.auth(pq.AUTH_SASL_FINAL, server.client_final(body)))
+        # sent with AuthenticationOk and the compute's answer (one TLS record), as Postgres
+        # sends them
+        self.auth_tail = pq.auth(pq.AUTH_SASL_FINAL, server.client_final(body))
         if verifier is not None and server.client_key is not None:
             self.scram_keys = ScramKeys(server.client_key, verifier)
 
@@ -319,7 +325,9 @@ class Session:
     async def _connect_and_relay(self, endpoint: str, pooled: bool,
                                  params: dict[str, str]) -> None:
         client, proxy = self.client, self.proxy
-        spare_at = self._spare_key(endpoint, pooled, params)
+        keys = self.scram_keys
+        spare_at = (None if keys is None
+                    else self._spare_key(endpoint, pooled, params, keys.verifier.stored_key))
         spare = await self._take_spare(endpoint, pooled, spare_at)
         early = None if spare is not None else await self._take_early(endpoint, pooled)
         pending: list[tuple[bytes, bytes]] = []    # messages already read from the compute
@@ -333,13 +341,16 @@ class Session:
             if early.first is not None:
                 pending = [early.first]
             else:
-                await finish_scram(compute, early.scram, self.scram_keys)
+                await finish_scram(compute, early.scram, keys)
         else:
             compute, address = await self._connect(endpoint, pooled)
             compute.write(pq.startup_message(params))
         self.compute = compute
         # AuthenticationOk goes out with the compute's answer: one TLS record, not two
-        out = bytearray(pq.auth(pq.AUTH_OK))
+        out = bytearray(self.auth_tail + pq.auth(pq.AUTH_OK))
+        self.auth_tail = b""
+        reply: list[tuple[bytes, bytes]] = []      # kept with the login if it is reused
+        backend_key = b""
         proxy_key: tuple[int, bytes] | None = None
         try:
             while True:
@@ -348,9 +359,10 @@ class Session:
                 else:
                     kind, body = await compute.read_message(MAX_COMPUTE_STARTUP_MESSAGE)
                 if kind == b"R":
-                    await answer_auth(compute, body, self.scram_keys)
+                    await answer_auth(compute, body, keys)
                     continue
                 if kind == b"K":
+                    backend_key = body
                     proxy_key = proxy.cancels.register(address, pq.int32(body), body[4:])
                     out += pq.backend_key_data(*proxy_key)
                     continue
@@ -359,35 +371,73 @@ class Session:
                     self.outcome = "compute_error"
                     return
                 out += pq.message(kind, body)
+                reply.append((kind, body))
                 if kind == b"Z":
                     break
             client.write(bytes(out))
-            if spare_at is not None and self.scram_keys is not None:
-                # the next client of this role gets a ready login (argon.proxy.spares)
-                keys = self.scram_keys
-                proxy.spares.refill(spare_at, lambda: open_spare(address, params, keys),
-                                    count=1 if spare is not None else 2)
+            if spare_at is not None and keys is not None and (
+                    spare is None or not proxy.spares.has(spare_at)):
+                # a ready login for a concurrent client of this role (argon.proxy.spares)
+                proxy.spares.refill(spare_at, lambda: open_spare(address, params, keys))
+            watch = (LoginWatch() if spare_at is not None and backend_key
+                     and isinstance(client, PgSide) else None)
             proxy.backend.session_started(endpoint)
             try:
-                client.start_relay(compute.as_peer())
-                compute.start_relay(client.as_peer())
-                await asyncio.wait([client.done, compute.done],
-                                   return_when=asyncio.FIRST_COMPLETED)
+                self._relay(compute, watch)
+                waits = [client.done, compute.done]
+                if watch is not None:
+                    waits.append(watch.released)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 proxy.backend.session_ended(endpoint)
+            if watch is not None and watch.released.done() and self._kept and spare_at:
+                # the session left the login as fresh: the next client of the role gets it
+                proxy.metrics.bytes_to_clients += compute.bytes_in
+                compute.bytes_in = 0
+                if proxy.spares.give_back(spare_at, Spare(compute, address, reply,
+                                                          backend_key)):
+                    self.compute = None      # not closed by run()
+                    proxy.metrics.reused_logins += 1
         finally:
             if proxy_key is not None:
                 proxy.cancels.unregister(*proxy_key)
 
-    def _spare_key(self, endpoint: str, pooled: bool,
-                   params: dict[str, str]) -> SpareKey | None:
+    def _relay(self, compute: PgSide, watch: LoginWatch | None) -> None:
+        client = self.client
+        if watch is None:
+            client.start_relay(compute.as_peer())
+            compute.start_relay(client.as_peer())
+            return
+        assert isinstance(client, PgSide)   # the caller watches TCP clients only
+
+        def release() -> None:
+            # the client's close must not reach the login: take both sides off the relay
+            # now, before its close (which may come in the same read) is handled
+            paused = client.pausing_peer
+            client.detach()
+            self._kept = compute.detach() and not paused
+
+        def unwatch() -> None:
+            client.unwatch()
+            compute.unwatch()
+        watch.on_stop, watch.on_release = unwatch, release
+        client.start_relay(compute.as_peer(), watch.from_client)
+        compute.start_relay(client.as_peer(), watch.from_server)
+
+    def _spare_waits(self, endpoint: str, pooled: bool, params: dict[str, str],
+                     stored_key: bytes) -> bool:
+        key = self._spare_key(endpoint, pooled, params, stored_key)
+        return key is not None and self.proxy.spares.has(key)
+
+    def _spare_key(self, endpoint: str, pooled: bool, params: dict[str, str],
+                   stored_key: bytes) -> SpareKey | None:
         """Where this session's spare logins are kept: pooled doors of running computes."""
-        if not pooled or self.at is not None or self.scram_keys is None:
+        if not pooled or self.at is not None:
             return None
         address = self.proxy.backend.known_route(endpoint, pooled)
         if address is None:
             return None
-        return spare_key(address, params, self.scram_keys.verifier.stored_key)
+        return spare_key(address, params, stored_key)
 
     async def _take_spare(self, endpoint: str, pooled: bool,
                           key: SpareKey | None) -> Spare | None:

@@ -65,6 +65,26 @@ class SparePool:
             spare.side.close()
         return None
 
+    def has(self, key: SpareKey) -> bool:
+        """Whether a spare waits for ``key`` (it may still turn out closed)."""
+        return bool(self._spares.get(key))
+
+    def give_back(self, key: SpareKey, spare: Spare) -> bool:
+        """Keep the login of a session that left it as fresh (``argon.proxy.reuse``);
+        False (and closed) if it is not usable or the pool is full."""
+        if (not spare.usable() or len(self._spares.get(key, ())) >= SPARES_PER_KEY
+                or self._total >= SPARES_TOTAL):
+            spare.side.close()
+            return False
+        self._keep(key, spare)
+        return True
+
+    def _keep(self, key: SpareKey, spare: Spare) -> None:
+        self._total += 1
+        self._spares.setdefault(key, []).append(spare)
+        spare.timer = asyncio.get_running_loop().call_later(
+            SPARE_TTL, self._expire, key, spare)
+
     def refill(self, key: SpareKey, login: Callable[[], Awaitable[Spare | None]],
                count: int = 1) -> None:
         """Open up to ``count`` more spares for ``key`` in the background."""
@@ -81,12 +101,8 @@ class SparePool:
             del self._opening[key]
         self._total -= 1
         spare = None if task.cancelled() or task.exception() else task.result()
-        if spare is None:
-            return
-        self._total += 1
-        self._spares.setdefault(key, []).append(spare)
-        spare.timer = asyncio.get_running_loop().call_later(
-            SPARE_TTL, self._expire, key, spare)
+        if spare is not None:
+            self._keep(key, spare)
 
     def _expire(self, key: SpareKey, spare: Spare) -> None:
         spares = self._spares.get(key)
