@@ -113,6 +113,13 @@ class PgSide(asyncio.Protocol):
 
     async def read_message(self, max_len: int) -> tuple[bytes, bytes]:
         """One typed message (type, body) of at most ``max_len`` bytes."""
+        buf = self.buf
+        if len(buf) >= 5:   # the usual case: already here whole, so no waiting at all
+            length = int.from_bytes(buf[1:5], "big")
+            if 4 <= length <= max_len and len(buf) > length:
+                kind, body = bytes(buf[:1]), bytes(buf[5:1 + length])
+                del buf[:1 + length]
+                return kind, body
         return await pq.read_message(self.read_exact, max_len)
 
     def write(self, data: bytes) -> None:
