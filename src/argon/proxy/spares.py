@@ -12,6 +12,8 @@ shows in ``pg_stat_activity``, counts against ``max_connections`` and was starte
 before its client (role settings read then).  A spare is keyed by the PgBouncer address,
 the startup parameters and the role's StoredKey (a changed password never reuses an old
 login), lives ``SPARE_TTL`` seconds, and is dropped if PgBouncer closes or writes to it.
+A session's own login comes back here when it ended leaving PgBouncer nothing of it
+(``argon.proxy.reuse``), so a client that connects per request costs no new login.
 """
 
 from __future__ import annotations
