@@ -1,5 +1,6 @@
-"""The coordinator: per-object locks, claims on running operations and the reconciler's
-leadership, behind one interface with two implementations.
+"""The coordinator: per-object locks, claims on running operations, the reconciler's
+leadership and shared holds (open proxy sessions, timeline pins), behind one interface
+with two implementations.
 
 ``LocalCoordinator`` keeps everything in this process (SQLite metadata: one Argon per
 home, so process memory is enough).  ``PostgresCoordinator`` adds Postgres advisory
@@ -14,6 +15,14 @@ locks are per session, and all of a process's threads share the one session), th
 advisory lock, taken when the first local holder enters and released when the last
 leaves.  The server is only ever asked to *try* (``pg_try_advisory_lock``); waits poll
 here, so one waiting thread never blocks the shared connection for the others.
+
+Shared holds (``share``/``unshare``/``shared``) are counted here and mirrored as one
+*shared* advisory lock per name while the count is above zero (taken at 0 -> 1, dropped
+at 1 -> 0: the proxy's per-connection path asks the server nothing while an endpoint
+already has sessions).  Others see them through ``pg_locks``, never by locking, so a
+check never gets in a holder's way.  They mean "an open session on this endpoint" (the
+suspender keeps the compute) and "a pin on this timeline" (GC keeps its history); a
+crashed process's holds go with its session, like its locks.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
@@ -33,6 +42,8 @@ from argon.errors import Locked, Unavailable
 logger = logging.getLogger(__name__)
 
 LEADER = "argon:reconciler-leader"
+# Shared-hold name of an endpoint's open sessions (proxy, SQL runner, imports).
+SESSIONS = "sessions:"
 # Poll steps while waiting for a lock another process holds (seconds).
 POLL_FIRST, POLL_MAX = 0.01, 0.2
 
@@ -41,6 +52,8 @@ class Coordinator(Protocol):
     """What control asks of a coordinator (``ctx.locks``), whatever backs it."""
 
     kind: str
+    # True when other processes share the metadata (and so the computes' activity)
+    shared_across_processes: bool
 
     def hold(self, *names: str, wait: float = 0.0,
              what: str = "object") -> AbstractContextManager[None]:
@@ -62,6 +75,23 @@ class Coordinator(Protocol):
     @property
     def leading(self) -> bool: ...
 
+    def share(self, name: str) -> None:
+        """Hold ``name`` shared (counted: several holders, several processes)."""
+        ...
+
+    def unshare(self, name: str) -> None: ...
+
+    def shared(self, names: Iterable[str], anywhere: bool = True) -> set[str]:
+        """Those of ``names`` some holder holds: in this process, and (``anywhere``) in
+        any process on the metadata database."""
+        ...
+
+    def sessions_opened(self, endpoint_id: str) -> None: ...
+
+    def sessions_closed(self, endpoint_id: str) -> None: ...
+
+    def has_sessions(self, endpoint_id: str, anywhere: bool = True) -> bool: ...
+
     def describe(self) -> str: ...
 
     def close(self) -> None: ...
@@ -76,11 +106,13 @@ class LocalCoordinator:
     """
 
     kind = "in-process"
+    shared_across_processes = False
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
         self._claims: set[str] = set()
+        self._shares: dict[str, int] = {}    # shared holds of this process, counted
 
     def _get(self, name: str) -> threading.RLock:
         with self._guard:
@@ -147,6 +179,34 @@ class LocalCoordinator:
     def leading(self) -> bool:
         return True
 
+    # -- shared holds: open sessions, pins ------------------------------------------------
+
+    def share(self, name: str) -> None:
+        with self._guard:
+            self._shares[name] = self._shares.get(name, 0) + 1
+
+    def unshare(self, name: str) -> None:
+        with self._guard:
+            left = self._shares.get(name, 0) - 1
+            if left > 0:
+                self._shares[name] = left
+            else:
+                self._shares.pop(name, None)
+
+    def shared(self, names: Iterable[str], anywhere: bool = True) -> set[str]:
+        with self._guard:
+            return {n for n in names if n in self._shares}
+
+    def sessions_opened(self, endpoint_id: str) -> None:
+        self.share(SESSIONS + endpoint_id)
+
+    def sessions_closed(self, endpoint_id: str) -> None:
+        self.unshare(SESSIONS + endpoint_id)
+
+    def has_sessions(self, endpoint_id: str, anywhere: bool = True) -> bool:
+        """Sessions open on the endpoint: here, and (``anywhere``) in any process."""
+        return bool(self.shared([SESSIONS + endpoint_id], anywhere=anywhere))
+
     def describe(self) -> str:
         return "in-process locks, this process leads"
 
@@ -165,6 +225,7 @@ class PostgresCoordinator(LocalCoordinator):
     """Advisory locks on a dedicated session: shared by every Argon on the database."""
 
     kind = "postgres"
+    shared_across_processes = True
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()
@@ -207,10 +268,15 @@ class PostgresCoordinator(LocalCoordinator):
 
     def _query(self, sql: str, *args: object) -> object:
         """One statement on the dedicated session (the caller holds ``_session_lock``)."""
+        return self._statement(lambda: self._conn.execute(sql, args).fetchone()[0])
+
+    def _statement(self, run: Any) -> Any:
+        """``run()`` on the dedicated session, reconnecting first if it was closed; a
+        broken session raises ``Unavailable`` (the caller holds ``_session_lock``)."""
         try:
             if self._conn.closed:
                 self._reconnect()
-            return self._conn.execute(sql, args).fetchone()[0]
+            return run()
         except Exception as exc:  # noqa: BLE001 - psycopg's errors: the session broke
             self._lost(exc)
             raise Unavailable("the metadata database's lock session was lost; "
@@ -231,6 +297,64 @@ class PostgresCoordinator(LocalCoordinator):
 
     def _reconnect(self) -> None:
         self._connect()
+        # the shared holds this process still has went with the old session: take them
+        # again (exclusive locks and leadership are not: their holders learn they lost them)
+        for name in self._shares:
+            self._take_shared(name)
+
+    def _take_shared(self, name: str) -> None:
+        """One shared advisory lock on the session (the caller holds ``_session_lock``).
+        Nobody takes these names exclusively (checks read ``pg_locks``), so a try that
+        fails is a surprise, not a wait."""
+        if not self._conn.execute("SELECT pg_try_advisory_lock_shared(%s)",
+                                  (advisory_key(name),)).fetchone()[0]:
+            logger.warning("coordinator: %s is locked exclusively; not shared with other "
+                           "processes", name)
+
+    # -- shared holds: a shared advisory lock while this process's count is above zero ---
+
+    def share(self, name: str) -> None:
+        with self._session_lock:
+            count = self._shares.get(name, 0)
+            if count == 0:
+                try:
+                    self._statement(lambda: self._take_shared(name))
+                except Unavailable as exc:   # counted anyway: taken again on reconnect
+                    logger.warning("coordinator: could not share %s: %s", name, exc.message)
+            self._shares[name] = count + 1
+
+    def unshare(self, name: str) -> None:
+        with self._session_lock:
+            left = self._shares.get(name, 0) - 1
+            if left > 0:
+                self._shares[name] = left
+                return
+            self._shares.pop(name, None)
+            try:
+                self._query("SELECT pg_advisory_unlock_shared(%s)", advisory_key(name))
+            except Unavailable:
+                pass   # the session is gone, and its locks with it
+
+    def shared(self, names: Iterable[str], anywhere: bool = True) -> set[str]:
+        wanted = set(names)
+        with self._session_lock:
+            held = {n for n in wanted if n in self._shares}
+            rest = {advisory_key(n): n for n in wanted - held}
+            if not anywhere or not rest:
+                return held
+            try:
+                # pg_locks splits a bigint key into classid (high) and objid (low)
+                # halves; the shift wraps, giving back the signed key
+                rows = self._statement(lambda: self._conn.execute(
+                    "SELECT DISTINCT (l.classid::bigint << 32) | l.objid::bigint"
+                    " FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                    " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
+                    " AND d.datname = current_database()"
+                    " AND (l.classid::bigint << 32) | l.objid::bigint = ANY(%s)",
+                    (list(rest),)).fetchall())
+            except Unavailable:
+                return held | set(rest.values())   # unknown: assume held (nothing is lost)
+        return held | {rest[r[0]] for r in rows}
 
     def _acquire(self, name: str, deadline: float | None) -> bool:
         if not super()._acquire(name, deadline):
@@ -302,6 +426,7 @@ class PostgresCoordinator(LocalCoordinator):
     def close(self) -> None:
         with self._session_lock:
             self._depth.clear()
+            self._shares.clear()
             self._leading = False
             try:
                 # freed now, not when the server notices the closed socket: a clean stop
