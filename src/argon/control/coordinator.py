@@ -18,8 +18,10 @@ here, so one waiting thread never blocks the shared connection for the others.
 
 Shared holds (``share``/``unshare``/``shared``) are counted here and mirrored as one
 *shared* advisory lock per name while the count is above zero (taken at 0 -> 1, dropped
-at 1 -> 0: the proxy's per-connection path asks the server nothing while an endpoint
-already has sessions).  Others see them through ``pg_locks``, never by locking, so a
+at 1 -> 0).  Sessions do not wait for that: the proxy opens and closes them on its event
+loop, so a background syncer applies them a moment later (and takes every hold again
+after a lost session comes back); pins wait, so GC elsewhere sees them before the
+history is read.  Others see the holds through ``pg_locks``, never by locking, so a
 check never gets in a holder's way.  They mean "an open session on this endpoint" (the
 suspender keeps the compute) and "a pin on this timeline" (GC keeps its history); a
 crashed process's holds go with its session, like its locks.
@@ -46,6 +48,8 @@ LEADER = "argon:reconciler-leader"
 SESSIONS = "sessions:"
 # Poll steps while waiting for a lock another process holds (seconds).
 POLL_FIRST, POLL_MAX = 0.01, 0.2
+# How often the background syncer checks the shared holds at the latest (seconds).
+SYNC_EVERY = 1.0
 
 
 class Coordinator(Protocol):
@@ -75,11 +79,13 @@ class Coordinator(Protocol):
     @property
     def leading(self) -> bool: ...
 
-    def share(self, name: str) -> None:
-        """Hold ``name`` shared (counted: several holders, several processes)."""
+    def share(self, name: str, wait: bool = True) -> None:
+        """Hold ``name`` shared (counted: several holders, several processes).
+        ``wait`` False: other processes learn it a moment later, and the caller never
+        waits for the metadata database (the proxy's event loop)."""
         ...
 
-    def unshare(self, name: str) -> None: ...
+    def unshare(self, name: str, wait: bool = True) -> None: ...
 
     def shared(self, names: Iterable[str], anywhere: bool = True) -> set[str]:
         """Those of ``names`` some holder holds: in this process, and (``anywhere``) in
@@ -181,11 +187,11 @@ class LocalCoordinator:
 
     # -- shared holds: open sessions, pins ------------------------------------------------
 
-    def share(self, name: str) -> None:
+    def share(self, name: str, wait: bool = True) -> None:
         with self._guard:
             self._shares[name] = self._shares.get(name, 0) + 1
 
-    def unshare(self, name: str) -> None:
+    def unshare(self, name: str, wait: bool = True) -> None:
         with self._guard:
             left = self._shares.get(name, 0) - 1
             if left > 0:
@@ -197,11 +203,12 @@ class LocalCoordinator:
         with self._guard:
             return {n for n in names if n in self._shares}
 
+    # the proxy opens and closes sessions on its event loop: never wait for the server
     def sessions_opened(self, endpoint_id: str) -> None:
-        self.share(SESSIONS + endpoint_id)
+        self.share(SESSIONS + endpoint_id, wait=False)
 
     def sessions_closed(self, endpoint_id: str) -> None:
-        self.unshare(SESSIONS + endpoint_id)
+        self.unshare(SESSIONS + endpoint_id, wait=False)
 
     def has_sessions(self, endpoint_id: str, anywhere: bool = True) -> bool:
         """Sessions open on the endpoint: here, and (``anywhere``) in any process."""
@@ -234,7 +241,12 @@ class PostgresCoordinator(LocalCoordinator):
         self._depth: dict[str, int] = {}        # names this session holds, and how deeply
         self._leading = False
         self._conn: Any = None
+        self._on_server: set[str] = set()      # shared holds the session has on the server
+        self._closing = False
+        self._wake = threading.Event()
         self._connect()
+        threading.Thread(target=self._syncer, name="argon-coordinator-sync",
+                         daemon=True).start()
 
     def _connect(self) -> None:
         # Out of the pool for good: its locks must live exactly as long as this session.
@@ -289,6 +301,7 @@ class PostgresCoordinator(LocalCoordinator):
                            "(%s); this process no longer holds its locks or leadership",
                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         self._depth.clear()
+        self._on_server.clear()
         self._leading = False
         try:
             self._conn.close()
@@ -296,60 +309,79 @@ class PostgresCoordinator(LocalCoordinator):
             pass
 
     def _reconnect(self) -> None:
+        # shared holds come back through ``_sync`` (exclusive locks and leadership do
+        # not: their holders learn that they lost them)
         self._connect()
-        # the shared holds this process still has went with the old session: take them
-        # again (exclusive locks and leadership are not: their holders learn they lost them)
-        for name in self._shares:
-            self._take_shared(name)
-
-    def _take_shared(self, name: str) -> None:
-        """One shared advisory lock on the session (the caller holds ``_session_lock``).
-        Nobody takes these names exclusively (checks read ``pg_locks``), so a try that
-        fails is a surprise, not a wait."""
-        if not self._conn.execute("SELECT pg_try_advisory_lock_shared(%s)",
-                                  (advisory_key(name),)).fetchone()[0]:
-            logger.warning("coordinator: %s is locked exclusively; not shared with other "
-                           "processes", name)
 
     # -- shared holds: a shared advisory lock while this process's count is above zero ---
 
-    def share(self, name: str) -> None:
-        with self._session_lock:
-            count = self._shares.get(name, 0)
-            if count == 0:
-                try:
-                    self._statement(lambda: self._take_shared(name))
-                except Unavailable as exc:   # counted anyway: taken again on reconnect
-                    logger.warning("coordinator: could not share %s: %s", name, exc.message)
-            self._shares[name] = count + 1
+    def share(self, name: str, wait: bool = True) -> None:
+        super().share(name)
+        self._synced(wait)
 
-    def unshare(self, name: str) -> None:
+    def unshare(self, name: str, wait: bool = True) -> None:
+        super().unshare(name)
+        self._synced(wait)
+
+    def _synced(self, wait: bool) -> None:
+        if not wait:
+            self._wake.set()
+            return
+        try:
+            self._sync()
+        except Unavailable as exc:   # counted anyway: the syncer takes it again
+            logger.warning("coordinator: shared holds not synced: %s", exc.message)
+
+    def _sync(self) -> None:
+        """Make the session's shared advisory locks match the counts: one lock per name
+        counted above zero, none for the others."""
         with self._session_lock:
-            left = self._shares.get(name, 0) - 1
-            if left > 0:
-                self._shares[name] = left
-                return
-            self._shares.pop(name, None)
-            try:
+            with self._guard:
+                want = set(self._shares)
+            for name in sorted(want - self._on_server):
+                if not self._query("SELECT pg_try_advisory_lock_shared(%s)",
+                                   advisory_key(name)):
+                    # nobody takes these names exclusively (checks read pg_locks)
+                    logger.warning("coordinator: %s is locked exclusively; not shared "
+                                   "with other processes yet", name)
+                    continue
+                self._on_server.add(name)
+            for name in sorted(self._on_server - want):
+                self._on_server.discard(name)
                 self._query("SELECT pg_advisory_unlock_shared(%s)", advisory_key(name))
-            except Unavailable:
-                pass   # the session is gone, and its locks with it
+
+    def _syncer(self) -> None:
+        """Background: applies holds taken without waiting, and takes every hold again
+        after the session was lost and came back."""
+        while not self._closing:
+            self._wake.wait(SYNC_EVERY)
+            self._wake.clear()
+            if self._closing:
+                return
+            with self._guard:
+                want = set(self._shares)
+            if want != self._on_server:
+                try:
+                    self._sync()
+                except Unavailable:
+                    pass   # retried at the next round
 
     def shared(self, names: Iterable[str], anywhere: bool = True) -> set[str]:
         wanted = set(names)
+        held = super().shared(wanted)
+        rest = {advisory_key(n): n for n in wanted - held}
+        if not anywhere or not rest:
+            return held
         with self._session_lock:
-            held = {n for n in wanted if n in self._shares}
-            rest = {advisory_key(n): n for n in wanted - held}
-            if not anywhere or not rest:
-                return held
             try:
                 # pg_locks splits a bigint key into classid (high) and objid (low)
-                # halves; the shift wraps, giving back the signed key
+                # halves; the shift wraps, giving back the signed key.  Other sessions
+                # only: this process's own holds are its counts.
                 rows = self._statement(lambda: self._conn.execute(
                     "SELECT DISTINCT (l.classid::bigint << 32) | l.objid::bigint"
                     " FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
                     " WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted"
-                    " AND d.datname = current_database()"
+                    " AND d.datname = current_database() AND l.pid <> pg_backend_pid()"
                     " AND (l.classid::bigint << 32) | l.objid::bigint = ANY(%s)",
                     (list(rest),)).fetchall())
             except Unavailable:
@@ -424,9 +456,13 @@ class PostgresCoordinator(LocalCoordinator):
         return f"Postgres advisory locks, {role}"
 
     def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         with self._session_lock:
             self._depth.clear()
-            self._shares.clear()
+            with self._guard:
+                self._shares.clear()
+            self._on_server.clear()
             self._leading = False
             try:
                 # freed now, not when the server notices the closed socket: a clean stop

@@ -392,7 +392,8 @@ class EndpointRuntime:
 
     def _seen(self, endpoint_id: str) -> None:
         """Activity now; stored in the metadata too (at most every ``ACTIVITY_WRITE``
-        seconds per endpoint) when other processes decide on idleness from it."""
+        seconds per endpoint) when other processes decide on idleness from it.  The
+        write runs in a thread of its own: the proxy calls this on its event loop."""
         now = time.monotonic()
         with self._activity_lock:
             self._last_seen[endpoint_id] = now
@@ -401,7 +402,10 @@ class EndpointRuntime:
                     < ACTIVITY_WRITE):
                 return
             self._activity_written[endpoint_id] = now
-        at = self.ctx.clock()
+        threading.Thread(target=self._store_activity, args=(endpoint_id, self.ctx.clock()),
+                         name="argon-activity", daemon=True).start()
+
+    def _store_activity(self, endpoint_id: str, at: datetime) -> None:
         try:
             with self.ctx.tx() as conn:
                 conn.execute(update(t.endpoints).where(

@@ -91,16 +91,22 @@ def test_sessions_held_by_one_argon_are_seen_by_the_other(pair) -> None:  # type
     assert not b.has_sessions("ep-1")
     a.sessions_opened("ep-1")
     a.sessions_opened("ep-1")
-    assert b.has_sessions("ep-1") and a.has_sessions("ep-1")
+    assert a.has_sessions("ep-1", anywhere=False)   # at once in a's own view
+    wait_until(lambda: b.has_sessions("ep-1"), "b does not see a's sessions")
+    assert a.has_sessions("ep-1")
     assert not b.has_sessions("ep-1", anywhere=False)   # b's own view: none of its own
     assert not b.has_sessions("ep-2")
     a.sessions_closed("ep-1")
+    time.sleep(0.3)
     assert b.has_sessions("ep-1"), "one of a's two sessions is still open"
     b.sessions_opened("ep-1")                 # both hold it: shared, not exclusive
     a.sessions_closed("ep-1")
-    assert a.has_sessions("ep-1")             # b's session, seen by a
+    wait_until(lambda: a.has_sessions("ep-1"), "a does not see b's session")  # b's, seen by a
+    time.sleep(0.3)
+    assert a.has_sessions("ep-1")
     b.sessions_closed("ep-1")
-    assert not a.has_sessions("ep-1") and not b.has_sessions("ep-1")
+    wait_until(lambda: not a.has_sessions("ep-1") and not b.has_sessions("ep-1"),
+               "closed sessions are still seen")
 
 
 def test_many_names_whatever_their_key_sign(pair) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +116,8 @@ def test_many_names_whatever_their_key_sign(pair) -> None:  # type: ignore[no-un
     names = [f"ep-{i}" for i in range(40)]
     for n in names[::2]:
         a.sessions_opened(n)
-    assert {n for n in names if b.has_sessions(n)} == set(names[::2])
+    wait_until(lambda: {n for n in names if b.has_sessions(n)} == set(names[::2]),
+               "b does not see exactly a's sessions")
     pins_a, pins_b = CoordinatedPins(a), CoordinatedPins(b)
     with pins_a.pin(*names[1::2]):
         assert pins_b.pinned(names) == set(names[1::2])
@@ -131,6 +138,7 @@ def test_a_broken_session_takes_its_holds_again_when_it_reconnects(
         metadata_pg: MetadataPg, meta_url: str, pair) -> None:  # type: ignore[no-untyped-def]
     a, b = pair
     a.sessions_opened("ep-1")
+    wait_until(lambda: b.has_sessions("ep-1"), "b does not see a's session")
     pins_a = CoordinatedPins(a)
     with pins_a.pin("tl-1"):
         with metadata_pg.server.connect() as admin:   # the database drops a's session
@@ -140,11 +148,12 @@ def test_a_broken_session_takes_its_holds_again_when_it_reconnects(
         wait_until(lambda: not b.has_sessions("ep-1"), "the dropped session's locks stayed")
         assert a.has_sessions("ep-1", anywhere=False)  # a's sessions are still open
         a.try_lead()                                    # notices the broken session
-        a.try_lead()                                    # reconnects, takes them again
-        assert b.has_sessions("ep-1")
-        assert CoordinatedPins(b).pinned(["tl-1"]) == {"tl-1"}
+        # a's syncer reconnects and takes the holds again
+        wait_until(lambda: b.has_sessions("ep-1"), "a's sessions were not taken again")
+        wait_until(lambda: CoordinatedPins(b).pinned(["tl-1"]) == {"tl-1"},
+                   "a's pin was not taken again")
     a.sessions_closed("ep-1")
-    assert not b.has_sessions("ep-1")
+    wait_until(lambda: not b.has_sessions("ep-1"), "a closed session is still seen")
     assert CoordinatedPins(b).pinned(["tl-1"]) == set()
 
 
