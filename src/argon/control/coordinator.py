@@ -365,6 +365,8 @@ class PostgresCoordinator(LocalCoordinator):
                     self._sync()
                 except Unavailable:
                     pass   # retried at the next round
+                except Exception:  # noqa: BLE001 - the syncer must outlive anything
+                    logger.exception("coordinator: syncing shared holds failed")
 
     def shared(self, names: Iterable[str], anywhere: bool = True) -> set[str]:
         wanted = set(names)
