@@ -5,7 +5,8 @@ database two coordinators stand for two Argon processes: the sessions one holds 
 endpoint and the pins it holds on a timeline are seen by the other (the leader's
 suspender, another process's GC), and a holder killed with SIGKILL, or whose session the
 server drops, leaves nothing behind that would keep a compute awake or history pinned
-for ever.
+for ever.  Two ``EndpointRuntime``s on one database: a session through one, and the use
+it stored, count for the other's idle check.
 """
 
 from __future__ import annotations
@@ -17,13 +18,23 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from argon.control.context import ControlContext
 from argon.control.coordinator import LocalCoordinator, PostgresCoordinator, coordinator_for
+from argon.control.operations import OperationLog
 from argon.control.pins import CoordinatedPins
+from argon.control.runtime import EndpointRuntime
+from argon.control.secretbox import SecretBox
+from argon.meta import tables as t
 from argon.meta.db import open_database
+from argon.pg import OsUser
+from argon.settings import Settings
+from argon.storage import CopyDriver, Storage
 from argon.storage.pins import LocalPins
 from tests.fixtures.metadata_pg import MetadataPg
 
@@ -201,4 +212,92 @@ def test_sqlite_metadata_counts_sessions_in_process(tmp_path) -> None:  # type: 
     assert c.has_sessions("ep-1")
     c.sessions_closed("ep-1")
     assert not c.has_sessions("ep-1")
+    engine.dispose()
+
+
+# -- two runtimes on one metadata database: the leader's idle view of the other's use ----
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_runtime(home: Path, engine: Engine) -> EndpointRuntime:
+    """The activity side of an Argon process's runtime (no compute is started here)."""
+    (home / "secrets").mkdir(parents=True, exist_ok=True)
+    owner = OsUser("me", os.getuid(), os.getgid())
+    ctx = ControlContext(settings=Settings(home=home), engine=engine,
+                         storage=Storage(home / "timelines", CopyDriver(), owner),
+                         computes=None, poolers=None,  # type: ignore[arg-type]
+                         owner=owner,
+                         secrets=SecretBox(home / "secrets" / "fernet.key"),
+                         locks=coordinator_for(engine))
+    return EndpointRuntime(ctx, OperationLog(ctx))
+
+
+def add_endpoint(rt: EndpointRuntime) -> None:
+    """Endpoint ep-1, active, as the metadata of a running compute says."""
+    with rt.ctx.tx() as conn:
+        conn.execute(t.projects.insert().values(
+            id="p-1", name="p", region_id="local", pg_version=18,
+            history_retention_seconds=3600, default_endpoint_settings={}, settings={},
+            created_at=NOW, updated_at=NOW))
+        conn.execute(t.branches.insert().values(
+            id="br-1", project_id="p-1", timeline_id="tl-main", name="main", state="ready",
+            created_at=NOW, updated_at=NOW))
+        conn.execute(t.endpoints.insert().values(
+            id="ep-1", project_id="p-1", branch_id="br-1", type="read_write",
+            state="active", min_cu=0.25, max_cu=0.25, suspend_timeout_seconds=300,
+            pg_settings={}, created_at=NOW, updated_at=NOW))
+
+
+@pytest.fixture
+def runtimes(tmp_path: Path, engines: tuple[Engine, Engine]
+             ) -> Iterator[tuple[EndpointRuntime, EndpointRuntime]]:
+    a, b = (make_runtime(tmp_path / name, e) for name, e in zip("ab", engines, strict=True))
+    add_endpoint(a)
+    yield a, b
+    for rt in (a, b):
+        rt.ctx.locks.close()
+
+
+def stored_last_active(rt: EndpointRuntime) -> datetime | None:
+    with rt.ctx.tx() as conn:
+        return conn.execute(select(t.endpoints.c.last_active).where(
+            t.endpoints.c.id == "ep-1")).scalar()
+
+
+def test_a_session_through_one_runtime_is_use_for_the_others_idle_check(runtimes) -> None:  # type: ignore[no-untyped-def]
+    a, b = runtimes
+    a.touch("ep-1")
+    a._last_seen["ep-1"] -= 600   # the leader's own last sight of it: ten minutes ago
+    assert not a.recently_active("ep-1", 60)
+    b.session_started("ep-1")
+    wait_until(lambda: a.has_sessions("ep-1"), "the leader does not see b's session")
+    assert a.recently_active("ep-1", 60)
+    assert a.idle_seconds("ep-1") is not None     # a has none of its own open
+    b.session_ended("ep-1")
+    wait_until(lambda: not a.has_sessions("ep-1"), "b's closed session is still seen")
+    # b's use is stored (once per ACTIVITY_WRITE at most): the leader counts it as recent
+    wait_until(lambda: stored_last_active(b) is not None, "b stored no activity")
+    last_active = stored_last_active(a)
+    assert a.recently_active("ep-1", 60)
+    idle = a.idle_seconds("ep-1", last_active)
+    assert idle is not None and idle < 60
+    # ... and lets it go idle once that use is older than the limit
+    a.ctx.clock = lambda: datetime.now(UTC) + timedelta(seconds=120)
+    assert not a.recently_active("ep-1", 60)
+    idle = a.idle_seconds("ep-1", last_active)
+    assert idle is not None and idle > 60
+
+
+def test_sqlite_metadata_stores_no_activity_per_session(tmp_path: Path) -> None:
+    """One Argon per home: its own view is complete, a session costs no metadata write."""
+    engine = open_database(f"sqlite:///{tmp_path / 'm.db'}")
+    rt = make_runtime(tmp_path / "home", engine)
+    add_endpoint(rt)
+    rt.session_started("ep-1")
+    assert rt.has_sessions("ep-1") and rt.idle_seconds("ep-1") is None
+    rt.session_ended("ep-1")
+    assert not rt.has_sessions("ep-1") and rt.recently_active("ep-1", 60)
+    time.sleep(0.2)
+    assert stored_last_active(rt) is None
     engine.dispose()
