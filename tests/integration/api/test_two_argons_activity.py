@@ -59,7 +59,8 @@ def test_a_session_through_one_argon_keeps_the_compute_while_the_other_leads(
     client = b.connect(r.json()["uri"], host="127.0.0.1", port=b.pg_port,
                        options=f"endpoint={ep}-pooler")
     try:
-        assert client.execute("SELECT 1").fetchone() == (1,)   # B woke the compute
+        assert client.execute("SELECT 1").fetchone() == (1,)
+        assert f"started compute {ep}" in leader_log(b)       # B woke the compute
         assert endpoint_state(a, pid, ep) == "active"
         theirs, ours = socket_dir_for(b.home, ep), socket_dir_for(a.home, ep)
         shutil.rmtree(ours, ignore_errors=True)
