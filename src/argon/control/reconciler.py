@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import select, update
 
@@ -91,14 +92,15 @@ class Reconciler:
 
     def tick(self) -> None:
         with self.ctx.tx() as conn:
-            rows = conn.execute(select(t.endpoints.c.id, t.endpoints.c.suspend_timeout_seconds)
+            rows = conn.execute(select(t.endpoints.c.id, t.endpoints.c.suspend_timeout_seconds,
+                                       t.endpoints.c.last_active)
                                 .where(t.endpoints.c.state == EndpointState.ACTIVE.value)).all()
         sync_roles = time.monotonic() - self._last_role_sync >= SQL_ROLE_SYNC_SECONDS
         if sync_roles:
             self._last_role_sync = time.monotonic()
         for row in rows:
             try:
-                self._check(row.id, row.suspend_timeout_seconds, sync_roles)
+                self._check(row.id, row.suspend_timeout_seconds, sync_roles, row.last_active)
             except Exception as exc:  # noqa: BLE001
                 logger.warning("endpoint %s: check failed: %s", row.id, exc)
         self.history.tick()
@@ -108,7 +110,8 @@ class Reconciler:
         if time.monotonic() - self._last_size_refresh > SIZE_REFRESH_SECONDS:
             self._refresh_sizes()
 
-    def _check(self, endpoint_id: str, timeout: int, sync_roles: bool = False) -> None:
+    def _check(self, endpoint_id: str, timeout: int, sync_roles: bool = False,
+               last_active: datetime | None = None) -> None:
         spec = self.runtime.spec(endpoint_id)
         limit = timeout or self.ctx.settings.default_suspend_timeout
         if self.ctx.computes.pid(spec) is None:
@@ -121,11 +124,14 @@ class Reconciler:
         # Argon's own view first: asking Postgres means a new backend (fork + SCRAM) every
         # tick for every running compute, so only once the proxy has seen no activity for
         # the whole limit.
-        idle = self.runtime.idle_seconds(endpoint_id)
+        # ``last_active``: what other Argon processes on the metadata stored of their use
+        idle = self.runtime.idle_seconds(endpoint_id, last_active)
         if idle is None:  # proxy sessions open, or not seen since Argon started
             self.runtime.touch_if_unseen(endpoint_id)
             return
         if idle < limit:
+            return
+        if self.runtime.has_sessions(endpoint_id):   # open through another Argon process
             return
         if self.ctx.computes.client_sessions(spec) > 0:   # sessions the proxy cannot see
             self.runtime.touch(endpoint_id)

@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import psycopg
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from argon.compute import ComputeAddress, ComputeSpec, PoolerSpec
 from argon.compute.spec import ComputeMode
@@ -32,6 +33,11 @@ from argon.pg import PgInstall, choose_install
 from argon.meta import tables as t
 
 logger = logging.getLogger(__name__)
+
+
+# Activity is stored in the metadata at most this often per endpoint and process (only
+# when several Argon processes share it); readers allow for the gap.
+ACTIVITY_WRITE = 2.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -64,9 +70,10 @@ class EndpointRuntime:
         self.admin_passwords = AdminPasswords(ctx.settings.home / "secrets")
         self._installs: dict[int, PgInstall] = {}
         self._installs_lock = threading.Lock()
-        # activity seen outside Postgres' own view (proxy sessions), by endpoint id
-        self._sessions: dict[str, int] = {}
+        # activity seen outside Postgres' own view, by endpoint id: open sessions are
+        # counted by the coordinator (seen by every Argon on the metadata), last seen here
         self._last_seen: dict[str, float] = {}
+        self._activity_written: dict[str, float] = {}   # when last_active was last stored
         # starting or suspending: connections wait for the lock instead of the old route
         self._unavailable: set[str] = set()
         self._activity_lock = threading.Lock()
@@ -278,11 +285,17 @@ class EndpointRuntime:
                 self.ctx.events.compute_changed(endpoint_id)
 
     def _still_idle(self, endpoint_id: str, spec: ComputeSpec, limit: float) -> bool:
+        # another Argon's sessions and activity first: they need no backend of the compute
+        if self.ctx.locks.has_sessions(endpoint_id):
+            return False
+        stored = self._stored_idle(endpoint_id)
+        if stored is not None and stored < limit:
+            return False
         if self.ctx.computes.client_sessions(spec) > 0:
             self.touch(endpoint_id)
             return False
         with self._activity_lock:
-            if self._sessions.get(endpoint_id, 0) > 0:
+            if self.ctx.locks.has_sessions(endpoint_id, anywhere=False):
                 return False
             last = self._last_seen.get(endpoint_id)
             if last is None or time.monotonic() - last < limit:
@@ -370,27 +383,85 @@ class EndpointRuntime:
             self._last_seen.setdefault(endpoint_id, time.monotonic())
 
     def session_started(self, endpoint_id: str) -> None:
-        with self._activity_lock:
-            self._sessions[endpoint_id] = self._sessions.get(endpoint_id, 0) + 1
-            self._last_seen[endpoint_id] = time.monotonic()
+        self.ctx.locks.sessions_opened(endpoint_id)
+        self._seen(endpoint_id)
 
     def session_ended(self, endpoint_id: str) -> None:
+        self.ctx.locks.sessions_closed(endpoint_id)
+        self._seen(endpoint_id)
+
+    def _seen(self, endpoint_id: str) -> None:
+        """Activity now; stored in the metadata too (at most every ``ACTIVITY_WRITE``
+        seconds per endpoint) when other processes decide on idleness from it.  The
+        write runs in a thread of its own: the proxy calls this on its event loop."""
+        now = time.monotonic()
         with self._activity_lock:
-            self._sessions[endpoint_id] = max(0, self._sessions.get(endpoint_id, 0) - 1)
-            self._last_seen[endpoint_id] = time.monotonic()
+            self._last_seen[endpoint_id] = now
+            if (not self.ctx.locks.shared_across_processes
+                    or now - self._activity_written.get(endpoint_id, -ACTIVITY_WRITE)
+                    < ACTIVITY_WRITE):
+                return
+            self._activity_written[endpoint_id] = now
+        threading.Thread(target=self._store_activity, args=(endpoint_id, self.ctx.clock()),
+                         name="argon-activity", daemon=True).start()
+
+    def _store_activity(self, endpoint_id: str, at: datetime) -> None:
+        try:
+            with self.ctx.tx() as conn:
+                conn.execute(update(t.endpoints).where(
+                    t.endpoints.c.id == endpoint_id,
+                    or_(t.endpoints.c.last_active.is_(None), t.endpoints.c.last_active < at))
+                    .values(last_active=at))
+        except Exception as exc:  # noqa: BLE001 - never fails a session; written next time
+            with self._activity_lock:
+                self._activity_written.pop(endpoint_id, None)
+            logger.warning("endpoint %s: could not record its activity: %s", endpoint_id, exc)
 
     def recently_active(self, endpoint_id: str, within: float) -> bool:
-        """Sessions open, or activity in the last ``within`` seconds."""
+        """Sessions open (in any Argon process), or activity in the last ``within``
+        seconds (seen here or stored by another process)."""
+        if self.ctx.locks.has_sessions(endpoint_id):
+            return True
         with self._activity_lock:
-            if self._sessions.get(endpoint_id, 0) > 0:
-                return True
             last = self._last_seen.get(endpoint_id)
-        return last is not None and time.monotonic() - last < within
+        if last is not None and time.monotonic() - last < within:
+            return True
+        stored = self._stored_idle(endpoint_id)
+        return stored is not None and stored < within
 
-    def idle_seconds(self, endpoint_id: str) -> float | None:
-        """Seconds since the last activity Argon saw; None while sessions are open."""
+    def idle_seconds(self, endpoint_id: str, last_active: datetime | None = None
+                     ) -> float | None:
+        """Seconds since the last activity Argon saw (here, or stored as ``last_active``
+        by another process); None while this process has sessions open, or has not
+        seen the endpoint yet.  Sessions of other processes: ``has_sessions``."""
+        if self.ctx.locks.has_sessions(endpoint_id, anywhere=False):
+            return None
         with self._activity_lock:
-            if self._sessions.get(endpoint_id, 0) > 0:
-                return None
             last = self._last_seen.get(endpoint_id)
-        return None if last is None else time.monotonic() - last
+        if last is None:
+            return None
+        idle = time.monotonic() - last
+        stored = self._idle_since(last_active)
+        return idle if stored is None else min(idle, stored)
+
+    def has_sessions(self, endpoint_id: str) -> bool:
+        """Sessions open on the endpoint, in this or any other Argon process."""
+        return self.ctx.locks.has_sessions(endpoint_id)
+
+    def _stored_idle(self, endpoint_id: str) -> float | None:
+        """``_idle_since`` the endpoint's stored last_active (one metadata query; only
+        asked when several processes share the metadata)."""
+        if not self.ctx.locks.shared_across_processes:
+            return None
+        with self.ctx.tx() as conn:
+            last_active = conn.execute(select(t.endpoints.c.last_active).where(
+                t.endpoints.c.id == endpoint_id)).scalar()
+        return self._idle_since(last_active)
+
+    def _idle_since(self, last_active: datetime | None) -> float | None:
+        """Idle seconds a stored last_active proves, at the least: writes are throttled,
+        so activity up to ``ACTIVITY_WRITE`` s after it may be unrecorded.  None when
+        the metadata is this process's alone (its own view is complete)."""
+        if last_active is None or not self.ctx.locks.shared_across_processes:
+            return None
+        return (self.ctx.clock() - last_active).total_seconds() - ACTIVITY_WRITE

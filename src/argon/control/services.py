@@ -20,6 +20,7 @@ from argon.control.operations import OperationLog, OperationService
 from argon.control.organization import OrganizationService
 from argon.control.otel_export import OtelExport
 from argon.control.permissions import PermissionService
+from argon.control.pins import CoordinatedPins
 from argon.control.platform import PlatformService
 from argon.control.projects import ProjectService
 from argon.control.query_history import QueryHistory
@@ -134,6 +135,8 @@ def build_services(settings: Settings) -> Services:
                          storage=storage, computes=ComputeManager(owner, layout), poolers=poolers,
                          owner=owner, secrets=SecretBox(settings.home / "secrets" / "fernet.key"),
                          locks=coordinator_for(engine))
+    # pins on history go through the coordinator: another process's GC sees them too
+    storage.pins = CoordinatedPins(ctx.locks)
     oplog = OperationLog(ctx)
     runtime = EndpointRuntime(ctx, oplog)
     endpoints = EndpointService(ctx, oplog, runtime)

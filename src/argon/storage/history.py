@@ -10,8 +10,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,36 +102,21 @@ class HistoryMixin:
                 return ok[0]
         return None
 
-    @contextmanager
-    def pin(self: Storage, *timeline_ids: str) -> Iterator[None]:
+    def pin(self: Storage, *timeline_ids: str) -> AbstractContextManager[None]:
         """Keep GC away from these timelines' history while a restore or branch uses it."""
-        with self._pins_lock:
-            for tl in timeline_ids:
-                self._pins[tl] = self._pins.get(tl, 0) + 1
-        try:
-            yield
-        finally:
-            with self._pins_lock:
-                for tl in timeline_ids:
-                    self._pins[tl] -= 1
-                    if not self._pins[tl]:
-                        del self._pins[tl]
-
-    def pinned(self: Storage) -> set[str]:
-        with self._pins_lock:
-            return set(self._pins)
+        return self.pins.pin(*timeline_ids)
 
     def collect_garbage(self: Storage, timeline_ids: list[str],
                         window_starts: dict[str, datetime], pinned: set[str],
                         dry_run: bool = False) -> GcPlan:
         """Plan and (unless ``dry_run``) run history GC over these timelines, which must
         be every live timeline (a missing child would lose its branch point)."""
-        plan = plan_gc(gather_facts(self, timeline_ids, window_starts,
-                                    pinned | self.pinned()))
+        pinned = pinned | self.pins.pinned(timeline_ids)
+        plan = plan_gc(gather_facts(self, timeline_ids, window_starts, pinned))
         if not dry_run:
             execute_gc(self, plan)
             if self.snapshot_sync is not None:   # the bucket's copies follow the same rule
-                self.snapshot_sync.run_gc(timeline_ids, window_starts, pinned | self.pinned())
+                self.snapshot_sync.run_gc(timeline_ids, window_starts, pinned)
         return plan
 
     # -- snapshots ---------------------------------------------------------------------

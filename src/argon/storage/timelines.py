@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from argon.storage.drivers import CloneDriver
 from argon.storage.objectstore.wal_commands import BucketWal
 from argon.storage.interfaces import RunningBackup
 from argon.storage.history import HistoryMixin
+from argon.storage.pins import LocalPins, PinRegistry
 from argon.storage.manifest import (
     MANIFEST_NAME,
     BranchPoint,
@@ -75,8 +75,9 @@ class Storage(HistoryMixin):
         self.root = Path(root)
         self.driver = driver
         self.owner = owner
-        self._pins: dict[str, int] = {}    # timelines a running operation reads history of
-        self._pins_lock = threading.Lock()
+        # timelines a running operation reads history of (control injects a registry
+        # shared by every Argon on the metadata database)
+        self.pins: PinRegistry = LocalPins()
         # 0755: the Postgres account must traverse to its data and archive directories.
         self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
         # Space held back for the metadata of a rollback (none: nothing held back).
