@@ -271,12 +271,13 @@ def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int]
         "endpoint (the proxy authenticates the client, then logs in to the compute with "
         "SCRAM using the client's key, a login begun while the client authenticates; pooled rows "
         "add PgBouncer 1.24 in transaction mode, sessions starting on ready PgBouncer "
-        "logins): "
+        "logins, a session that left PgBouncer no state handing its login to the next "
+        "client, `argon.proxy.reuse`): "
         "the default host form (`127.0.0.1:<endpoint port>`) and, where measured, the "
         "Neon-style hosts (`ep-x[-pooler].argon.localhost`, routed by SNI, per-name "
         "certificates). Baselines in the same run: a plain PostgreSQL 15 (Debian's; the "
-        "embedded build has no TLS) with TLS, and PgBouncer alone (transaction mode, client "
-        "TLS, SCRAM) in front of it. pgbench, the proxy, PgBouncer and Postgres share the "
+        "embedded build has no TLS) with TLS, and PgBouncer alone (the same PgBouncer binary "
+        "Argon runs, transaction mode, client TLS, SCRAM) in front of it. pgbench, the proxy, PgBouncer and Postgres share the "
         "2 cores.",
         "", table(headers, rows)])
     if sql_rows:
