@@ -91,8 +91,11 @@ def start(
     for name, port in (("--api-port", api_port), ("--pg-port", pg_port), ("--http-port", http_port)):
         if not 1 <= port <= 65535:
             fail(f"{name} must be a port number from 1 to 65535, not {port}")
-    if clone_driver not in ("auto", "reflink", "copy"):
-        fail("--clone-driver must be auto, reflink or copy")
+    from argon.storage.drivers import check_driver_choice  # noqa: PLC0415
+    try:
+        check_driver_choice(clone_driver)
+    except ArgonError as e:
+        fail(f"--clone-driver: {e.message}")
     if storage_pool not in ("off", "auto", "xfs-image"):
         fail("--storage-pool must be off, auto or xfs-image")
     if https_port is not None and not 0 <= https_port <= 65535:
