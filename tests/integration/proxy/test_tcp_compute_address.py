@@ -224,6 +224,7 @@ def test_wire_protocol_reaches_a_compute_the_provider_runs_on_tcp(platform: Plat
         with psycopg.connect(_dsn(p), autocommit=True, connect_timeout=20) as conn:
             assert conn.execute("SELECT sum(x) FROM t").fetchone() == (3,)
     assert p.computes.starts == 1
+    assert p.proxy.proxy.metrics.early_connections >= 1
 
 
 def test_a_cancel_request_reaches_a_tcp_compute(platform: Platform) -> None:
