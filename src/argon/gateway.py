@@ -94,7 +94,7 @@ class Gateway:
             address = await self.backend.wake(endpoint_id, pooled=False)
         except NotFound:
             raise
-        return address.socket_dir, address.port
+        return address.host, address.port
 
     async def _start_http(self) -> None:
         try:

@@ -128,6 +128,10 @@ class ComputeManager:
         if pf is None:
             raise Unavailable(f"compute {spec.endpoint_id} is not running; start the "
                               "endpoint first")
+        # where the postmaster says it listens (another Argon process on a shared home
+        # started it: its socket is in that process's run directory, not ours)
+        if pf.socket_dir is not None:
+            at = replace(at, socket_dir=pf.socket_dir)
         return self._connect(spec, at, pf.port, dbname, user, autocommit)
 
     def client_sessions(self, spec: ComputeSpec) -> int:

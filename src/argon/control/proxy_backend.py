@@ -123,7 +123,7 @@ class ControlProxyBackend:
         running = await self.workers.run_wake(partial(
             self.services.runtime.ensure_running, endpoint_id, pooled=pooled,
             before_start=lambda: limits.take(client, endpoint_id)))
-        address = ComputeAddress(socket_dir=running.host, port=running.port)
+        address = ComputeAddress(host=running.host, port=running.port)
         self.routes.put(endpoint_id, key, address, generation)
         return address
 
@@ -184,7 +184,7 @@ class ControlProxyBackend:
         else:
             eph = await self.workers.run_wake(partial(
                 branches.ephemeral_compute_at, target, timestamp=parse_timestamp(value)))
-        return ComputeAddress(socket_dir=eph.address.host, port=eph.address.port), eph.id
+        return ComputeAddress(host=eph.address.host, port=eph.address.port), eph.id
 
     async def release(self, lease: str) -> None:
         await self.workers.run_wake(self.services.branches.release_ephemeral, lease)

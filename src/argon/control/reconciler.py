@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from argon.compute import ComputeSpec
-from argon.control import compute_runs
+from argon.control import compute_address, compute_runs
 from argon.control.branches import BranchService
 from argon.control.context import ControlContext
 from argon.control.history import HistoryKeeper
@@ -157,12 +157,15 @@ class Reconciler:
                 spec = self.runtime.spec(endpoint_id)
                 if state != EndpointState.ACTIVE.value or self.ctx.computes.pid(spec):
                     return
+                if compute_address.live_recorded(self.ctx, endpoint_id):
+                    return   # running, started by another Argon process on this metadata
                 if self._in_use(endpoint_id, spec, limit) and self._restart(endpoint_id):
                     return
                 with self.ctx.tx() as conn:
                     now = self.ctx.clock()
                     conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id)
-                                 .values(state=EndpointState.IDLE.value, suspended_at=now))
+                                 .values(state=EndpointState.IDLE.value, suspended_at=now,
+                                         **compute_address.CLEARED))
                     compute_runs.closed(conn, endpoint_id, now)
         except Locked:
             return

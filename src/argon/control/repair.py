@@ -13,7 +13,7 @@ import logging
 
 from sqlalchemy import select, update
 
-from argon.control import compute_runs
+from argon.control import compute_address, compute_runs
 from argon.control.context import ControlContext
 from argon.control.models import BranchState, EndpointState, OperationStatus
 from argon.control.projects import ProjectService
@@ -83,15 +83,22 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
     done += ctx.storage.repair(known)
     done += runtime.replicas.repair()   # unfinished seeds, data of deleted replicas
     with ctx.tx() as conn:
-        eps = conn.execute(select(t.endpoints.c.id, t.endpoints.c.state)).all()
+        eps = conn.execute(select(t.endpoints.c.id, t.endpoints.c.state,
+                                  t.endpoints.c.compute_host)).all()
     for ep in eps:
         running = runtime.running(ep.id) is not None
+        if not running and ep.compute_host and compute_address.live_recorded(ctx, ep.id):
+            continue   # another Argon process on this metadata runs it: its own to keep
         state = EndpointState.ACTIVE.value if running else EndpointState.IDLE.value
         if running:
             runtime.touch(ep.id)
             _adopt_port(ctx, runtime, ep.id)
         else:
             compute_runs.close_stale(ctx, ep.id)
+            if ep.compute_host:   # the address of a compute that died
+                with ctx.tx() as conn:
+                    conn.execute(update(t.endpoints).where(t.endpoints.c.id == ep.id)
+                                 .values(**compute_address.CLEARED))
         if state != ep.state:
             with ctx.tx() as conn:
                 conn.execute(update(t.endpoints).where(t.endpoints.c.id == ep.id)
@@ -153,10 +160,10 @@ def _adopt_port(ctx: ControlContext, runtime: EndpointRuntime, endpoint_id: str)
     except Exception as exc:  # noqa: BLE001 - reported; the next wake retries
         logger.warning("repair: could not read compute %s's port: %s", endpoint_id, exc)
         return
+    with ctx.tx() as conn:   # and its address, as the provider answers it
+        conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id)
+                     .values(**compute_address.recorded_values(address)))
     if real != spec.port:
-        with ctx.tx() as conn:
-            conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id)
-                         .values(compute_port=real))
         logger.info("repair: compute %s runs on port %d (metadata said %d)", endpoint_id,
                     real, spec.port)
     # A PgBouncer left by an older Argon may still listen on TCP and trust everyone:

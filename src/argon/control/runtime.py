@@ -21,7 +21,7 @@ from sqlalchemy import or_, select, update
 from argon.compute import ComputeAddress, ComputeSpec, PoolerSpec
 from argon.compute.spec import ComputeMode
 from argon.control.admin_password import AdminPasswords
-from argon.control import compute_runs, sql_roles
+from argon.control import compute_address, compute_runs, sql_roles
 from argon.control.context import ControlContext
 from argon.control.logical_replication import logical_replication_enabled
 from argon.control.fast_wake import InParallel
@@ -149,11 +149,11 @@ class EndpointRuntime:
         """
         spec = self.spec(endpoint_id)
         available = self.claim(endpoint_id) if activity else self.available(endpoint_id)
-        address = self.ctx.computes.address(spec) if available else None
+        address = self._address(endpoint_id, spec) if available else None
         if address is None:
             with self.ctx.locks.wait_for(f"ep:{endpoint_id}"):
                 spec = self.spec(endpoint_id)
-                address = self.ctx.computes.address(spec)
+                address = self._address(endpoint_id, spec)
                 if address is None:
                     if before_start is not None:
                         before_start()
@@ -163,6 +163,12 @@ class EndpointRuntime:
         if not pooled:
             return RunningCompute(endpoint_id, address)
         return self._ensure_pooler(spec, address)
+
+    def _address(self, endpoint_id: str, spec: ComputeSpec) -> ComputeAddress | None:
+        """Where the compute runs: as this process's provider sees it, else as another
+        Argon process on the same metadata recorded it (when it answers)."""
+        return (self.ctx.computes.address(spec)
+                or compute_address.live_recorded(self.ctx, endpoint_id))
 
     def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec, *,
                            pooled: bool = False) -> tuple[ComputeSpec, ComputeAddress]:
@@ -220,8 +226,8 @@ class EndpointRuntime:
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
             conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
-                state=EndpointState.ACTIVE.value, compute_port=port, started_at=now,
-                last_active=now, updated_at=now))
+                state=EndpointState.ACTIVE.value, started_at=now, last_active=now,
+                updated_at=now, **compute_address.recorded_values(address)))
             compute_runs.opened(conn, endpoint_id, row.project_id, row.branch_id,
                                 row.max_cu, now)
         self.oplog.finish(op)
@@ -271,6 +277,8 @@ class EndpointRuntime:
         with self.ctx.locks.wait_for(f"ep:{endpoint_id}"):
             spec = self.spec(endpoint_id)
             was_running = self.ctx.computes.pid(spec) is not None
+            if not was_running and compute_address.live_recorded(self.ctx, endpoint_id):
+                return False   # another Argon process's compute: not ours to stop
             if idle_limit is not None and not (was_running
                                                and self._still_idle(endpoint_id, spec,
                                                                     idle_limit)):
@@ -324,7 +332,8 @@ class EndpointRuntime:
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
             conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
-                state=EndpointState.IDLE.value, suspended_at=now, updated_at=now))
+                state=EndpointState.IDLE.value, suspended_at=now, updated_at=now,
+                **compute_address.CLEARED))
             compute_runs.closed(conn, endpoint_id, now)
         self.oplog.finish(op)
         if was_running:

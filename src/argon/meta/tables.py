@@ -82,6 +82,9 @@ endpoints = Table(
     Column("proxy_port", Integer, nullable=True),
     Column("pooler_port", Integer, nullable=True),
     Column("compute_port", Integer, nullable=True),
+    # with compute_port: where the running compute listens, as its provider's start()
+    # returned it (socket directory or TCP host); NULL while it does not run
+    Column("compute_host", String(255), nullable=True),
     Column("last_active", UtcDateTime, nullable=True),
     Column("started_at", UtcDateTime, nullable=True),
     Column("suspended_at", UtcDateTime, nullable=True),

@@ -9,12 +9,25 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class ComputeAddress:
-    socket_dir: str      # unix socket directory of the compute (or its PgBouncer)
-    port: int            # as in the socket file name .s.PGSQL.<port>
+    """Where the proxy connects: what the control plane's compute provider returned.
+    ``host`` is a unix socket directory (absolute path) or a host name / IP for TCP."""
+
+    host: str            # socket directory of the compute (or its PgBouncer), or TCP host
+    port: int            # TCP port, or the number in the socket file name .s.PGSQL.<port>
+
+    @property
+    def is_unix(self) -> bool:
+        return self.host.startswith("/")
 
     @property
     def path(self) -> str:
-        return f"{self.socket_dir}/.s.PGSQL.{self.port}"
+        """The unix socket file (unix addresses only)."""
+        return f"{self.host}/.s.PGSQL.{self.port}"
+
+    def __str__(self) -> str:   # for logs
+        if self.is_unix:
+            return self.path
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 class ProxyBackend(Protocol):

@@ -10,6 +10,7 @@ import struct
 
 from argon.proxy import pq
 from argon.proxy.backend import ComputeAddress
+from argon.proxy.dial import open_compute_stream
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,12 @@ class CancelMap:
         address, pid, key = target
         try:
             async with asyncio.timeout(CANCEL_TIMEOUT):
-                reader, writer = await asyncio.open_unix_connection(address.path)
+                reader, writer = await open_compute_stream(address)
                 writer.write(pq.cancel_request(pid, key))
                 await writer.drain()
                 await reader.read()   # Postgres closes once it has signalled the backend
                 writer.close()
         except (OSError, TimeoutError) as e:
-            logger.warning("could not forward a cancel request to %s: %s", address.path, e)
+            logger.warning("could not forward a cancel request to %s: %s", address, e)
             return False
         return True

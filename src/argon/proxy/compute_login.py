@@ -9,6 +9,7 @@ import logging
 from argon.proxy import pq
 from argon.proxy.auth.scram_client import ScramClient, ScramKeys
 from argon.proxy.backend import ComputeAddress
+from argon.proxy.dial import open_compute
 from argon.proxy.errors import ErrorKind, ProxyError
 from argon.proxy.relay import PgSide
 from argon.proxy.spares import Spare
@@ -66,12 +67,10 @@ async def _sasl(compute: PgSide, expected: int) -> bytes:
 async def open_spare(address: ComputeAddress, params: dict[str, str],
                      keys: ScramKeys) -> Spare | None:
     """A whole login to ``address`` kept for a later client; None if anything is off."""
-    loop = asyncio.get_running_loop()
     side: PgSide | None = None
     try:
         async with asyncio.timeout(SPARE_LOGIN_TIMEOUT):
-            _, side = await loop.create_unix_connection(lambda: PgSide("pooler"),
-                                                        address.path)
+            side = await open_compute(address, lambda: PgSide("pooler"))
             side.write(pq.startup_message(params))
             reply: list[tuple[bytes, bytes]] = []
             backend_key: bytes | None = None
@@ -90,7 +89,7 @@ async def open_spare(address: ComputeAddress, params: dict[str, str],
                             return Spare(side, address, reply, backend_key)
                         break
     except (OSError, TimeoutError, ProxyError) as e:
-        logger.debug("spare login to %s failed: %s", address.path, e)
+        logger.debug("spare login to %s failed: %s", address, e)
     if side is not None:
         side.close()
     return None

@@ -25,6 +25,7 @@ from argon.pg.scram import ScramVerifier
 from argon.proxy import pq
 from argon.proxy.auth.scram_client import ScramClient
 from argon.proxy.backend import ComputeAddress, ProxyBackend
+from argon.proxy.dial import open_compute
 from argon.proxy.errors import ErrorKind, ProxyError
 from argon.proxy.relay import PgSide
 
@@ -98,12 +99,10 @@ class EarlyConnections:
 
 async def _open(address: ComputeAddress, params: dict[str, str],
                 verifier: ScramVerifier) -> EarlyCompute | None:
-    loop = asyncio.get_running_loop()
     side: PgSide | None = None
     try:
         async with asyncio.timeout(EARLY_TIMEOUT):
-            _, side = await loop.create_unix_connection(lambda: PgSide("compute"),
-                                                        address.path)
+            side = await open_compute(address, lambda: PgSide("compute"))
             side.write(pq.startup_message(params))
             kind, body = await side.read_message(MAX_FIRST_MESSAGE)
             if kind != b"R" or pq.int32(body) != pq.AUTH_SASL:
@@ -119,7 +118,7 @@ async def _open(address: ComputeAddress, params: dict[str, str],
         return EarlyCompute(side, address, scram, None)
     except (OSError, TimeoutError, ProxyError) as e:
         # the compute went away or is slow: the session connects after auth instead
-        logger.debug("early connection to %s failed: %s", address.path, e)
+        logger.debug("early connection to %s failed: %s", address, e)
         if side is not None:
             side.close()
         return None

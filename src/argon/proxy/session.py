@@ -21,6 +21,7 @@ from argon.proxy import pq
 from argon.proxy.auth.scram import ScramServer, mechanisms
 from argon.proxy.auth.scram_client import ScramKeys, client_key_from_password
 from argon.proxy.backend import ComputeAddress
+from argon.proxy.dial import open_compute
 from argon.proxy.compute_login import (MAX_COMPUTE_STARTUP_MESSAGE, answer_auth, finish_scram,
                                       open_spare)
 from argon.proxy.early import EarlyAttempt, EarlyCompute
@@ -304,13 +305,11 @@ class Session:
                           retryable=True)
 
     async def _connect(self, endpoint: str, pooled: bool) -> tuple[PgSide, ComputeAddress]:
-        loop = asyncio.get_running_loop()
         last: OSError | None = None
         for attempt in range(CONNECT_ATTEMPTS):
             address = await self._wake(endpoint, pooled)
             try:
-                _, side = await loop.create_unix_connection(lambda: PgSide("compute"),
-                                                            address.path)
+                side = await open_compute(address, lambda: PgSide("compute"))
                 return side, address
             except OSError as e:   # suspended or killed since: forget the route, wake again
                 last = e

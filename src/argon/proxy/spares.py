@@ -32,11 +32,11 @@ SPARE_TTL = 10.0
 SPARES_PER_KEY = 8
 SPARES_TOTAL = 256
 
-SpareKey = tuple[str, tuple[tuple[str, str], ...], bytes]
+SpareKey = tuple[ComputeAddress, tuple[tuple[str, str], ...], bytes]
 
 
 def spare_key(address: ComputeAddress, params: dict[str, str], stored_key: bytes) -> SpareKey:
-    return (address.path, tuple(sorted(params.items())), stored_key)
+    return (address, tuple(sorted(params.items())), stored_key)
 
 
 @dataclass

@@ -195,7 +195,7 @@ def test_the_proxy_is_routed_to_the_provider_address(runtime: EndpointRuntime) -
 
     backend = ControlProxyBackend(JustRuntime(runtime, runtime.ctx))  # type: ignore[arg-type]
     address = asyncio.run(backend.wake("ep-1", pooled=False))
-    assert (address.socket_dir, address.port) == ("10.0.0.1", 5432)
+    assert (address.host, address.port) == ("10.0.0.1", 5432)
 
 
 def test_the_local_layout_keeps_host_paths_inside_the_compute_room(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ def test_migrations_create_every_table_and_are_idempotent(metadata_url: str) -> 
     engine.dispose()
     engine = open_database(url)  # a second start migrates nothing and loses nothing
     with engine.begin() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0009"
 
 
 def test_times_round_trip_as_aware_utc_and_naive_is_refused(metadata_url: str) -> None:

@@ -138,7 +138,7 @@ class ScramSqlResolver:
     The lead plugs in three control-plane calls: ``endpoint_for(host, port, options)`` ->
     endpoint id (NotFound/InvalidInput when there is none), ``role_secret(endpoint_id,
     role)`` -> the verifier text (None for an unknown role) and ``wake(endpoint_id)`` ->
-    (socket_dir, port). A verified password is remembered (as a keyed hash, in memory) so
+    (host, port): a socket directory or a TCP host. A verified password is remembered (as a keyed hash, in memory) so
     that the 4096 PBKDF2 rounds are paid once per password, not per request.
     """
 
@@ -158,8 +158,8 @@ class ScramSqlResolver:
                 endpoint_id, client_address or ""):
             raise Unauthorized(ip_not_allowed_text(client_address or "unknown"))
         await self.authenticate(endpoint_id, info.user, info.password)
-        socket_dir, port = await self.wake(endpoint_id)
-        return SqlTarget(socket_dir, port, info.user, info.dbname, endpoint_id,
+        host, port = await self.wake(endpoint_id)
+        return SqlTarget(host, port, info.user, info.dbname, endpoint_id,
                          password=info.password)
 
     async def authenticate(self, endpoint_id: str, role: str, password: str) -> None:

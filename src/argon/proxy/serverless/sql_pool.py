@@ -55,7 +55,7 @@ class SqlTarget:
     the same password.
     """
 
-    socket_dir: str
+    host: str          # the compute's socket directory, or its TCP host
     port: int
     role: str
     database: str
@@ -294,7 +294,7 @@ class SqlPool:
 
     async def _connect(self, target: SqlTarget) -> psycopg.AsyncConnection[tuple[object, ...]]:
         return await psycopg.AsyncConnection.connect(
-            host=target.socket_dir, port=target.port, user=target.role,
+            host=target.host, port=target.port, user=target.role,
             password=target.password,
             dbname=target.database, autocommit=True, prepare_threshold=None,
             connect_timeout=max(1, round(self.settings.connect_timeout)),
