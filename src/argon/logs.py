@@ -15,6 +15,26 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class _OnceFormatter(logging.Formatter):
+    """Formats a record once for all handlers (stderr and the log file), and the time
+    of day once per second: the proxy logs a line per connection."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = getattr(record, "_argon_text", None)
+        if text is None:
+            text = super().format(record)
+            record._argon_text = text
+        return text
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, super().formatTime(record, datefmt).rsplit(",", 1)[0])
+        return f"{self._second[1]},{int(record.msecs):03d}"
+
+
 def setup_logging(level: str, home: Path) -> None:
     fmt = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
     root = logging.getLogger()
@@ -26,8 +46,9 @@ def setup_logging(level: str, home: Path) -> None:
         handlers.append(logging.FileHandler(home / "logs" / "argon.log"))
     except OSError:
         pass
+    formatter = _OnceFormatter(fmt)
     for h in handlers:
-        h.setFormatter(logging.Formatter(fmt))
+        h.setFormatter(formatter)
         h.addFilter(_RequestIdFilter())
         root.addHandler(h)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

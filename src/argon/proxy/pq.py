@@ -7,6 +7,7 @@ relays bytes without looking at them.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -133,6 +134,11 @@ def auth(code: int, data: bytes = b"") -> bytes:
 
 
 def auth_sasl(mechanisms: list[str]) -> bytes:
+    return _auth_sasl(tuple(mechanisms))
+
+
+@functools.lru_cache(maxsize=8)
+def _auth_sasl(mechanisms: tuple[str, ...]) -> bytes:
     return auth(AUTH_SASL, b"".join(m.encode() + b"\x00" for m in mechanisms) + b"\x00")
 
 

@@ -130,6 +130,11 @@ class PgSide(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Close at once, without flushing or a TLS close_notify."""
+        if self.transport is not None:
+            self.transport.abort()
+
     # -- relay ---------------------------------------------------------------------------
     def as_peer(self) -> Peer:
         assert self.transport is not None

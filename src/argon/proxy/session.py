@@ -8,6 +8,7 @@ messages between them, the client and the compute.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CONNECT_ATTEMPTS = 3
+# verifiers are immutable values: parse each once, not on every connection
+_parsed_verifier = functools.lru_cache(maxsize=4096)(ScramVerifier.parse)
 
 
 class ClientChannel(Protocol):
@@ -105,7 +108,11 @@ class Session:
             self._fail(ProxyError(ErrorKind.COMPUTE, "internal proxy error", sqlstate="XX000"))
         finally:
             timer.cancel()
-            self.client.close()
+            if self._kept and isinstance(self.client, PgSide):
+                # the client sent its Terminate and closes too: no TLS goodbye to write
+                self.client.abort()
+            else:
+                self.client.close()
             if self.early is not None:
                 self.early.discard()
             if self.compute is not None:
@@ -208,7 +215,7 @@ class Session:
         if secret is None:
             return None
         try:
-            return ScramVerifier.parse(secret)
+            return _parsed_verifier(secret)
         except InvalidInput:
             return None   # e.g. an md5 secret: the role cannot log in through the proxy
 
