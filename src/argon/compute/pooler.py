@@ -224,10 +224,11 @@ class PoolerManager:
             atomic_write(ini, text, self.owner)
             with (workdir / LOG_NAME).open("ab") as log:
                 offset = log.tell()
+                argv, as_owner = self.owner.spawn_args([self.binary, str(ini)])
                 proc = subprocess.Popen(
-                    [self.binary, str(ini)], stdin=subprocess.DEVNULL, stdout=log,
+                    argv, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, cwd=workdir, env=child_env(),
-                    start_new_session=True, **self.owner.popen_kwargs())  # type: ignore[arg-type]
+                    start_new_session=True, **as_owner)  # type: ignore[arg-type]
             self._children[workdir] = proc
             self._wait_ready(spec, proc, offset)
             logger.info("pooler %s: started (pid %d, port %d)", spec.endpoint_id, proc.pid,

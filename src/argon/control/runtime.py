@@ -57,6 +57,16 @@ class RunningCompute:
         return self.address.port
 
 
+def _tell(ready: Callable[[ComputeAddress], None], address: ComputeAddress,
+          endpoint_id: str) -> None:
+    """Tell a waiting wake its address; its failure must not fail the start."""
+    try:
+        ready(address)
+    except Exception as exc:  # noqa: BLE001 - the wake still gets the start's result
+        logger.warning("compute %s: could not hand the address on early: %s",
+                       endpoint_id, exc)
+
+
 class EndpointRuntime:
     def __init__(self, ctx: ControlContext, oplog: OperationLog) -> None:
         self.ctx = ctx
@@ -130,7 +140,9 @@ class EndpointRuntime:
 
     def ensure_running(self, endpoint_id: str, *, pooled: bool = False,
                        before_start: Callable[[], None] | None = None,
-                       activity: bool = True) -> RunningCompute:
+                       activity: bool = True,
+                       ready: Callable[[ComputeAddress], None] | None = None
+                       ) -> RunningCompute:
         """Start the endpoint's compute unless it runs; concurrent callers share one start.
 
         A running compute is answered without the endpoint's lock: branching and time
@@ -139,6 +151,11 @@ class EndpointRuntime:
         rate limit) runs under it only when a start is really needed.  ``activity``
         False (the reconciler restarting a crashed compute) does not count as use, so a
         compute that keeps crashing is not kept "in use" by its own restarts.
+
+        ``ready`` (the proxy's wake) is told the address (the pooler's when ``pooled``)
+        as soon as a start lets client sessions in, while the start still checks
+        cloud_admin's password and records itself (see ``_start``); not called when no
+        start was needed.
         """
         spec = self.spec(endpoint_id)
         available = self.claim(endpoint_id) if activity else self.available(endpoint_id)
@@ -150,7 +167,8 @@ class EndpointRuntime:
                 if address is None:
                     if before_start is not None:
                         before_start()
-                    spec, address = self._start_unavailable(endpoint_id, spec, pooled=pooled)
+                    spec, address = self._start_unavailable(endpoint_id, spec, pooled=pooled,
+                                                            ready=ready)
                 if activity:
                     self.touch(endpoint_id)
         if not pooled:
@@ -158,19 +176,22 @@ class EndpointRuntime:
         return self._ensure_pooler(spec, address)
 
     def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec, *,
-                           pooled: bool = False) -> tuple[ComputeSpec, ComputeAddress]:
+                           pooled: bool = False,
+                           ready: Callable[[ComputeAddress], None] | None = None
+                           ) -> tuple[ComputeSpec, ComputeAddress]:
         # The same socket answers "the database system is starting up" until the start
         # returns: cached routes are dropped and connections wait for the lock meanwhile.
         with self._activity_lock:
             self._unavailable.add(endpoint_id)
         self.ctx.events.compute_changed(endpoint_id)
         try:
-            return self._start(endpoint_id, spec, pooled=pooled)
+            return self._start(endpoint_id, spec, pooled=pooled, ready=ready)
         finally:
             with self._activity_lock:
                 self._unavailable.discard(endpoint_id)
 
-    def _start(self, endpoint_id: str, spec: ComputeSpec, *, pooled: bool = False
+    def _start(self, endpoint_id: str, spec: ComputeSpec, *, pooled: bool = False,
+               ready: Callable[[ComputeAddress], None] | None = None
                ) -> tuple[ComputeSpec, ComputeAddress]:
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.endpoints).where(t.endpoints.c.id == endpoint_id)).one()
@@ -193,7 +214,10 @@ class EndpointRuntime:
             if spec.mode is ComputeMode.REPLICA:
                 spec, address = self.replicas.start(endpoint_id, spec)
             else:
-                address = self.ctx.computes.start(spec)
+                # a direct wake's client logs in while the start finishes its checks
+                address = self.ctx.computes.start(
+                    spec, ready=None if pooled or ready is None
+                    else lambda at: _tell(ready, at, endpoint_id))
                 self.ctx.storage.recovery_finished(branch.timeline_id)
         except ArgonError as exc:
             logger.warning("compute %s failed to start: %s", endpoint_id, exc.message)
@@ -208,6 +232,12 @@ class EndpointRuntime:
             raise ArgonError(f"compute {endpoint_id} failed to start: {exc}") from exc
         finally:
             pooler.wait()
+        if ready is not None and pooled and address == expected and pooler.result is not None:
+            # PgBouncer already points at the compute: its client logs in meanwhile
+            _tell(ready, pooler.result.address, endpoint_id)
+        # Recorded after the client was let in: a crash from here on leaves a running
+        # compute that the start-up repair re-adopts (repair.py), as a crash between the
+        # spawn and these writes always did.
         port = address.port
         spec = replace(spec, port=port)
         now = self.ctx.clock()
