@@ -251,7 +251,7 @@ class EndpointRuntime:
         logger.info("started compute %s on port %d (%s)", endpoint_id, port, address.host)
         self._reload_pooler(spec, address)
         if spec.mode is ComputeMode.PRIMARY:
-            self.replicas.primary_started(endpoint_id)
+            self.replicas.primary_started(endpoint_id, (row.branch_id, branch.timeline_id))
         self.ctx.events.compute_changed(endpoint_id)
         return spec, address
 
