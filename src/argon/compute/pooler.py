@@ -75,6 +75,8 @@ class PoolerSpec:
     port: int = 0               # names the unix socket (.s.PGSQL.<port>); 0: keep or pick
     pool_size: int = 100        # Neon: ~0.9 x max_connections of the smallest compute
     max_client_conn: int = 10000  # Neon's value
+    # (name, SCRAM verifier) of roles PgBouncer checks by itself (control/pooler_roles.py)
+    roles: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -127,11 +129,15 @@ def render_pgbouncer_ini(spec: PoolerSpec, at: PoolerPlacement,
 
 
 def render_auth_file(spec: PoolerSpec, superuser: str = "cloud_admin") -> str:
-    """auth_file: the one user PgBouncer knows by itself (the auth_user), with its password
-    in clear, since PgBouncer must log in with it to run ``auth_query``."""
+    """auth_file: the auth_user with its password in clear, since PgBouncer must log in
+    with it to run ``auth_query``; then the SCRAM verifiers of ``spec.roles``, which
+    PgBouncer checks clients against without that login (and logs in with the client's
+    SCRAM keys)."""
     def q(text: str) -> str:
         return '"' + text.replace('"', '""') + '"'
-    return f"{q(superuser)} {q(spec.admin_password)}\n"
+    lines = [f"{q(superuser)} {q(spec.admin_password)}"]
+    lines += [f"{q(name)} {q(verifier)}" for name, verifier in spec.roles if name != superuser]
+    return "\n".join(lines) + "\n"
 
 
 class PoolerManager:

@@ -24,6 +24,7 @@ from argon.control import compute_runs, sql_roles
 from argon.control.context import ControlContext
 from argon.control.logical_replication import logical_replication_enabled
 from argon.control.fast_wake import InParallel
+from argon.control.pooler_roles import known_roles, refresh_poolers
 from argon.control.models import EndpointState, OperationAction
 from argon.control.operations import OperationLog
 from argon.control.replicas import Replicas
@@ -82,6 +83,7 @@ class EndpointRuntime:
         self._activity_lock = threading.Lock()
         # read_only endpoints: seeding, catching up, lag (control/replicas.py)
         self.replicas = Replicas(ctx, self)
+        ctx.events.on_roles_changed(lambda branch_id: refresh_poolers(self, branch_id))
 
     # -- specs ---------------------------------------------------------------------------
 
@@ -126,7 +128,8 @@ class EndpointRuntime:
         if upstream is None:
             raise ArgonError(f"compute {compute.endpoint_id} has no address yet; start it")
         return PoolerSpec(endpoint_id=compute.endpoint_id, upstream=upstream,
-                          admin_password=compute.admin_password)
+                          admin_password=compute.admin_password,
+                          roles=known_roles(self, compute.endpoint_id))
 
     def pooler_key(self, endpoint_id: str) -> PoolerSpec:
         """Enough of a pooler spec to find, or stop, the endpoint's running pooler."""
@@ -210,14 +213,27 @@ class EndpointRuntime:
                             lambda: self._ensure_pooler(spec, expected),
                             enabled=(pooled and self.ctx.poolers is not None
                                      and expected is not None))
+        told: list[ComputeAddress] = []
+
+        def tell_once(at: ComputeAddress) -> None:
+            """The wake's client may log in: directly, or through a PgBouncer already
+            pointed at the compute (it checks proxied roles itself: pooler_roles.py)."""
+            if ready is None or told:
+                return
+            if pooled:
+                pooler.wait()
+                if at != expected or pooler.result is None:
+                    return   # told after the start, once the pooler follows it
+                at = pooler.result.address
+            told.append(at)
+            _tell(ready, at, endpoint_id)
         try:
             if spec.mode is ComputeMode.REPLICA:
                 spec, address = self.replicas.start(endpoint_id, spec)
             else:
-                # a direct wake's client logs in while the start finishes its checks
-                address = self.ctx.computes.start(
-                    spec, ready=None if pooled or ready is None
-                    else lambda at: _tell(ready, at, endpoint_id))
+                # the wake's client logs in while the start finishes its checks
+                address = self.ctx.computes.start(spec, ready=None if ready is None
+                                                  else tell_once)
                 self.ctx.storage.recovery_finished(branch.timeline_id)
         except ArgonError as exc:
             logger.warning("compute %s failed to start: %s", endpoint_id, exc.message)
@@ -232,9 +248,8 @@ class EndpointRuntime:
             raise ArgonError(f"compute {endpoint_id} failed to start: {exc}") from exc
         finally:
             pooler.wait()
-        if ready is not None and pooled and address == expected and pooler.result is not None:
-            # PgBouncer already points at the compute: its client logs in meanwhile
-            _tell(ready, pooler.result.address, endpoint_id)
+        if ready is not None:
+            tell_once(address)
         # Recorded after the client was let in: a crash from here on leaves a running
         # compute that the start-up repair re-adopts (repair.py), as a crash between the
         # spawn and these writes always did.

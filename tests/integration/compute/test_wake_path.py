@@ -2,8 +2,9 @@
 checks cloud_admin's password and records itself (issue 15).  What a user must still
 see: a first session that can write at once, a wake after a kill -9 that left a stale
 postmaster.pid, a start that is recorded (and re-adopted after an Argon crash right
-after the first row), and a lying password marker repaired even when the client was
-let in first.
+after the first row), a lying password marker repaired even when the client was let in
+first, and pooled wakes (PgBouncer checks the roles the proxy knows by itself) that
+see every change of the roles.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import pytest
 
 from argon.compute import ComputeAddress, ComputeManager, ComputeSpec, admin_auth
 from argon.compute.pidfile import PIDFILE, PidFile
-from tests.fixtures.argon_env import ArgonEnv
+from tests.fixtures.argon_env import ArgonEnv, wait_operations
+from tests.fixtures.common import no_current_pgbouncer
 from tests.fixtures.compute import place
+from tests.integration.proxy.pooled_project import create_pooled_project
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kills computes run by the "
                                 "Postgres account: needs root")
@@ -143,3 +146,47 @@ def test_a_password_upgrade_does_not_let_the_client_in_early(
     compute_manager.start(spec, ready=told.append)
     assert told == []
     assert admin_auth.is_set(place(spec).pgdata, spec)
+
+
+def with_login(uri: str, role: str, password: str) -> str:
+    """``uri`` (postgresql://user:password@host/...) as another role."""
+    scheme, rest = uri.split("://", 1)
+    return f"{scheme}://{role}:{password}@{rest.split('@', 1)[1]}"
+
+
+@pytest.mark.skipif(no_current_pgbouncer() is not None, reason=str(no_current_pgbouncer()))
+def test_pooled_wakes_let_in_every_role_and_no_removed_one(argon_env: ArgonEnv) -> None:
+    """PgBouncer checks the roles the proxy knows by itself (its auth_file): a role made
+    through the API, one made with SQL, a reset password and a deleted role must all be
+    seen, while PgBouncer runs and at the next pooled wake."""
+    project = create_pooled_project(argon_env, "wake-roles")
+    base = f"/projects/{project.id}/branches/" + str(argon_env.api(
+        "GET", f"/projects/{project.id}/endpoints/{project.endpoint}").json()[
+        "endpoint"]["branch_id"]) + "/roles"
+    with psycopg.connect(project.pooled) as conn:   # PgBouncer runs from here on
+        conn.execute("SELECT 1")
+    r = argon_env.api("POST", base, json={"role": {"name": "api_role"}})
+    assert r.status_code == 201, r.text
+    logins = {"api_role": r.json()["role"]["password"]}
+    with psycopg.connect(project.direct, autocommit=True) as conn:
+        conn.execute("CREATE ROLE sql_role LOGIN PASSWORD 'sql-role-password-1'")
+    logins["sql_role"] = "sql-role-password-1"
+    r = argon_env.api("POST", f"{base}/{project.role}/reset_password")
+    assert r.status_code == 200, r.text
+    logins[project.role] = r.json()["role"]["password"]
+    r = argon_env.api("POST", base, json={"role": {"name": "gone_role"}})
+    assert r.status_code == 201, r.text
+    gone = r.json()["role"]["password"]
+    wait_operations(argon_env.api, project.id, r.json()["operations"])
+    assert argon_env.api("DELETE", f"{base}/gone_role").status_code == 200
+    for woken in (False, True):
+        if woken:
+            r = argon_env.api("POST", f"/projects/{project.id}/endpoints/"
+                              f"{project.endpoint}/suspend")
+            assert r.status_code == 200, r.text
+        for role, password in logins.items():
+            with psycopg.connect(with_login(project.pooled, role, password),
+                                 connect_timeout=30) as conn:
+                assert conn.execute("SELECT current_user").fetchone() == (role,)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(with_login(project.pooled, "gone_role", gone), connect_timeout=30)
