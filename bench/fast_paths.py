@@ -14,6 +14,9 @@ cluster of the same size measured by hand:
   cold start of a stopped cluster (``postgres`` spawned -> ``SELECT 1`` on its socket).
 
     .venv/bin/python bench/fast_paths.py [--runs 5] [--mb 1024] [--no-copy] [--no-reflink]
+                                         [--only wake]
+
+``--only wake`` measures only the wakes and their floor (printed, docs not rewritten).
 """
 
 from __future__ import annotations
@@ -148,6 +151,15 @@ def measure_floor(root: Path, driver: str, args: argparse.Namespace) -> dict[str
                                    "raw clone + cold start": [], "pg clone": [],
                                    "pg clone, write load": []}
     try:
+        if args.only == "wake":
+            floor.initdb(floor.pgdata)
+            floor.start()
+            floor.fill(args.mb)
+            floor.stop()
+            for _ in range(args.runs):
+                res["cold start"].append(floor.start())
+                floor.stop()
+            return res
         for i in range(args.runs):
             d = floor.root / f"init{i}"
             res["initdb"].append(timed(lambda d=d: floor.initdb(d)))  # type: ignore[misc]
@@ -184,7 +196,7 @@ def measure_argon(root: Path, driver: str, args: argparse.Namespace) -> dict[str
                                    "branch, write load": [], "wake direct": [],
                                    "wake pooled": []}
     try:
-        for i in range(args.runs):
+        for i in range(0 if args.only == "wake" else args.runs):
             t0 = time.perf_counter()
             r = env.api("POST", "/projects", json={"project": {"name": f"p{i}"}})
             assert r.status_code == 201, r.text
@@ -195,7 +207,7 @@ def measure_argon(root: Path, driver: str, args: argparse.Namespace) -> dict[str
         b = Bench(env)
         print(f"[{driver}] argon: filling {args.mb} MB", flush=True)
         b.fill(args.mb)
-        for load in (False, True):
+        for load in (() if args.only == "wake" else (False, True)):
             with ExitStack() as stack:
                 if load:
                     stack.enter_context(WriteLoad(b.plain_uri))
@@ -210,6 +222,7 @@ def measure_argon(root: Path, driver: str, args: argparse.Namespace) -> dict[str
             for _ in range(args.runs):
                 r = env.api("POST", f"/projects/{b.pid}/endpoints/{b.main_ep}/suspend")
                 assert r.status_code == 200, r.text
+                time.sleep(1.0)   # the endpoint's wake rate limit refills 1 start a second
                 t0 = time.perf_counter()
                 with psycopg.connect(uri, connect_timeout=60) as conn:
                     conn.execute("SELECT 1").fetchone()
@@ -228,10 +241,12 @@ def ms(xs: list[float]) -> str:
 def rows_for(driver: str, a: dict[str, list[float]], f: dict[str, list[float]]
              ) -> list[list[str]]:
     def row(step: str, key: str, floor_name: str, fkey: str, target: str) -> list[str]:
+        if not a[key] or not f[fkey]:
+            return []
         ratio = p50(a[key]) / p50(f[fkey])
         return [driver, step, ms(a[key]), f"{p95(a[key]) * 1000:.0f} ms", floor_name,
                 ms(f[fkey]), f"{ratio:.2f}x", target]
-    return [
+    return [r for r in [
         row("project create -> SELECT 1", "project create", "initdb", "initdb", "< 500 ms"),
         row("branch + endpoint -> SELECT 1, parent idle", "branch, idle",
             "raw clone + cold start", "raw clone + cold start", "<= 1.5x"),
@@ -239,7 +254,7 @@ def rows_for(driver: str, a: dict[str, list[float]], f: dict[str, list[float]]
             "PG clone under pgbench", "pg clone, write load", "<= 1.0x"),
         row("wake, direct", "wake direct", "cold start", "cold start", "<= 1.2x"),
         row("wake, pooled", "wake pooled", "cold start", "cold start", "<= 1.2x"),
-    ]
+    ] if r]
 
 
 def main() -> None:
@@ -250,6 +265,8 @@ def main() -> None:
     ap.add_argument("--no-copy", action="store_true")
     ap.add_argument("--no-reflink", action="store_true")
     ap.add_argument("--label", default="", help="a note on the code measured")
+    ap.add_argument("--only", choices=["wake"], help="measure only these steps; prints "
+                    "them without rewriting docs/benchmarks.md")
     args = ap.parse_args()
     root = Path(os.environ.get("ARGON_TEST_ROOT", "/tmp/argon-tests"))
     root.mkdir(parents=True, exist_ok=True)
@@ -262,7 +279,8 @@ def main() -> None:
         f = measure_floor(where, driver, args)
         a = measure_argon(where, driver, args)
         rows.extend(rows_for(driver, a, f))
-        floors.extend([driver, k, ms(v), f"{p95(v) * 1000:.0f} ms"] for k, v in f.items())
+        floors.extend([driver, k, ms(v), f"{p95(v) * 1000:.0f} ms"]
+                      for k, v in f.items() if v)
         print(table(["driver", "step", "p50", "p95", "floor", "floor p50", "ratio", "target"],
                     rows), flush=True)
 
@@ -285,6 +303,8 @@ def main() -> None:
             "The floors:", "", table(["driver", "floor", "p50", "p95"], floors), note]
     text = "\n".join(body)
     print(text)
+    if args.only:
+        return
     write_section("fast-paths", "python bench/fast_paths.py " + " ".join(sys.argv[1:]), text)
 
 

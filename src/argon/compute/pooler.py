@@ -75,6 +75,8 @@ class PoolerSpec:
     port: int = 0               # names the unix socket (.s.PGSQL.<port>); 0: keep or pick
     pool_size: int = 100        # Neon: ~0.9 x max_connections of the smallest compute
     max_client_conn: int = 10000  # Neon's value
+    # (name, SCRAM verifier) of roles PgBouncer checks by itself (control/pooler_roles.py)
+    roles: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -127,11 +129,15 @@ def render_pgbouncer_ini(spec: PoolerSpec, at: PoolerPlacement,
 
 
 def render_auth_file(spec: PoolerSpec, superuser: str = "cloud_admin") -> str:
-    """auth_file: the one user PgBouncer knows by itself (the auth_user), with its password
-    in clear, since PgBouncer must log in with it to run ``auth_query``."""
+    """auth_file: the auth_user with its password in clear, since PgBouncer must log in
+    with it to run ``auth_query``; then the SCRAM verifiers of ``spec.roles``, which
+    PgBouncer checks clients against without that login (and logs in with the client's
+    SCRAM keys)."""
     def q(text: str) -> str:
         return '"' + text.replace('"', '""') + '"'
-    return f"{q(superuser)} {q(spec.admin_password)}\n"
+    lines = [f"{q(superuser)} {q(spec.admin_password)}"]
+    lines += [f"{q(name)} {q(verifier)}" for name, verifier in spec.roles if name != superuser]
+    return "\n".join(lines) + "\n"
 
 
 class PoolerManager:
@@ -224,10 +230,11 @@ class PoolerManager:
             atomic_write(ini, text, self.owner)
             with (workdir / LOG_NAME).open("ab") as log:
                 offset = log.tell()
+                argv, as_owner = self.owner.spawn_args([self.binary, str(ini)])
                 proc = subprocess.Popen(
-                    [self.binary, str(ini)], stdin=subprocess.DEVNULL, stdout=log,
+                    argv, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, cwd=workdir, env=child_env(),
-                    start_new_session=True, **self.owner.popen_kwargs())  # type: ignore[arg-type]
+                    start_new_session=True, **as_owner)  # type: ignore[arg-type]
             self._children[workdir] = proc
             self._wait_ready(spec, proc, offset)
             logger.info("pooler %s: started (pid %d, port %d)", spec.endpoint_id, proc.pid,

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,6 +50,9 @@ STOP_SIGNALS: dict[str, signal.Signals] = {
 
 APPLICATION_NAME = "argon"      # Argon's own sessions; client_sessions() skips them
 READY_POLL_SECONDS = 0.005
+# postmaster.pid's status line while a start waits: a read of a few bytes, so polled
+# often; each poll missed is a millisecond of every wake
+STATUS_POLL_SECONDS = 0.001
 HBA_RELOAD_SECONDS = 10.0       # a SIGHUP'd postmaster rereads pg_hba.conf within ms
 ORPHAN_WAIT_SECONDS = 5.0
 # libpq reads no password file from here (a missing path is skipped silently; /dev/null
@@ -148,16 +152,26 @@ class ComputeManager:
 
     # -- start ---------------------------------------------------------------------------
 
-    def start(self, spec: ComputeSpec) -> ComputeAddress:
+    def start(self, spec: ComputeSpec,
+              ready: Callable[[ComputeAddress], None] | None = None) -> ComputeAddress:
         """Start the compute and return where it takes sessions, once it does (idempotent).
 
         A running compute is returned as it is (its real port is in the result).  The
         port of ``spec.port`` is kept when it is free, else (and for 0) a free one is
         picked: a PgBouncer that remembered the old port finds the compute again.
-        """
-        return self.start_process(spec).address
 
-    def start_process(self, spec: ComputeSpec) -> ComputeProcess:
+        ``ready`` (a wake) is told the address as soon as Postgres takes sessions, before
+        the check of cloud_admin's password: client sessions need only their own roles,
+        and the final pg_hba.conf (no trust line) is in place before the spawn.  It is
+        not called when the start upgrades cloud_admin's password (bootstrap file), nor
+        for an archive recovery (a branch's first start at a past point), whose
+        postmaster says "ready" while still a read-only hot standby; crash recovery
+        takes no sessions until it is done.
+        """
+        return self.start_process(spec, ready).address
+
+    def start_process(self, spec: ComputeSpec,
+                      ready: Callable[[ComputeAddress], None] | None = None) -> ComputeProcess:
         """``start``, answering the process (pid, start time) with its address."""
         if not spec.admin_password:
             raise ComputeError(f"compute {spec.endpoint_id}: the spec has no admin_password; "
@@ -175,9 +189,11 @@ class ComputeManager:
             self._check_datadir(at, spec)
             self._clear_leftovers(spec, at)
             self._prepare_dirs(at)
-            write_config(spec, at, self.owner, bootstrap=_needs_password_upgrade(spec, at))
+            bootstrap = _needs_password_upgrade(spec, at)
+            write_config(spec, at, self.owner, bootstrap=bootstrap)
             proc, log_offset = self._spawn(spec, at)
-            process = self._wait_ready(spec, at, proc, log_offset)
+            process = self._wait_ready(spec, at, proc, log_offset,
+                                       None if bootstrap or _archive_recovery(at) else ready)
             pf = verified(at.pgdata)
             if pf is None:
                 raise _start_error(spec, at, "Postgres exited right after it was ready",
@@ -234,18 +250,20 @@ class ComputeManager:
     def _spawn(self, spec: ComputeSpec, at: Placement) -> tuple[subprocess.Popen[bytes], int]:
         with at.log_path.open("ab") as log:
             offset = log.tell()
+            argv, as_owner = self.owner.spawn_args(
+                [spec.install.bin("postgres"), "-D", str(at.pgdata)])
             proc = subprocess.Popen(
-                [spec.install.bin("postgres"), "-D", str(at.pgdata)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=at.pgdata, env=child_env(), start_new_session=True, close_fds=True,
-                **self.owner.popen_kwargs(),  # type: ignore[arg-type]
+                **as_owner,  # type: ignore[arg-type]
             )
         self._children[at.pgdata] = proc
         logger.debug("compute %s: spawned postmaster %d", spec.endpoint_id, proc.pid)
         return proc, offset
 
     def _wait_ready(self, spec: ComputeSpec, at: Placement, proc: subprocess.Popen[bytes],
-                    log_offset: int) -> ComputeProcess:
+                    log_offset: int, tell: Callable[[ComputeAddress], None] | None = None
+                    ) -> ComputeProcess:
         # a replica stays in recovery (standby); a static compute is a promoted clone
         replica = spec.mode is ComputeMode.REPLICA
         wanted = {STATUS_READY, STATUS_STANDBY} if replica else {STATUS_READY}
@@ -257,8 +275,10 @@ class ComputeManager:
                 raise _start_error(spec, at, f"Postgres exited with code {code}", log_offset)
             pf = PidFile.read(at.pgdata)
             if pf is not None and pf.pid == proc.pid and pf.status in wanted:
-                ready = self._accepts(spec, at, pf)
-                if ready:
+                if tell is not None:   # once: client sessions may begin
+                    tell(_as_process(pf, at).address)
+                    tell = None
+                if self._accepts(spec, at, pf):
                     logger.info("compute %s: ready (pid %d, port %d)", spec.endpoint_id,
                                 pf.pid, pf.port)
                     return _as_process(pf, at)
@@ -268,10 +288,12 @@ class ComputeManager:
                 self._terminate(spec, at, proc.pid)
                 raise _start_error(spec, at, "Postgres was not ready after "
                                    f"{self.start_timeout:.0f} s", log_offset)
-            time.sleep(READY_POLL_SECONDS)
+            time.sleep(STATUS_POLL_SECONDS)
 
     def _accepts(self, spec: ComputeSpec, at: Placement, pf: PidFile) -> bool:
-        """One real session: computes other than replicas must have left recovery."""
+        """One real session: computes other than replicas must have left recovery (a
+        hot standby's status line also reads "ready"); and the check that cloud_admin's
+        password is the spec's."""
         try:
             with self._connect(spec, at, pf.port, "postgres", None, True) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
@@ -414,6 +436,11 @@ class ComputeManager:
         child = self._children.get(pgdata)
         if child is not None and child.poll() is not None:
             self._children.pop(pgdata, None)
+
+
+def _archive_recovery(at: Placement) -> bool:
+    """The next start recovers from an archive or as a standby (a signal file)."""
+    return any((at.pgdata / name).exists() for name in ("recovery.signal", "standby.signal"))
 
 
 def _needs_password_upgrade(spec: ComputeSpec, at: Placement) -> bool:

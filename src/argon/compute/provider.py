@@ -11,6 +11,7 @@ pod on a volume cloned from the timeline's snapshot and answer the pod's address
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import psycopg
@@ -26,9 +27,12 @@ class ComputeProvider(Protocol):
     # the spec with its address settled before the start (a pooled wake starts the
     # pooler beside the compute, pointed at ``expected_address``)
 
-    def start(self, spec: ComputeSpec) -> ComputeAddress: ...
+    def start(self, spec: ComputeSpec,
+              ready: Callable[[ComputeAddress], None] | None = None) -> ComputeAddress: ...
     # start (idempotent: a running compute is answered as it is) and return once it
-    # takes sessions; the address returned is the one everything else then uses
+    # takes sessions; the address returned is the one everything else then uses.
+    # ``ready`` may be told that address earlier, as soon as client roles can log in
+    # (Argon's own checks still to come): a wake's client connects meanwhile
 
     def stop(self, spec: ComputeSpec, mode: str = "fast") -> None: ...
     # Postgres' shutdown mode (smart, fast, immediate); idempotent

@@ -13,17 +13,22 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
 
-class InParallel:
+class InParallel(Generic[T]):
     """Run ``job`` in a thread from now until ``wait()``; its failure is logged, not
-    raised (the caller's own path retries it)."""
+    raised (the caller's own path retries it).  ``result``: what it returned, None
+    until it did (or when it failed)."""
 
-    def __init__(self, name: str, job: Callable[[], object], *, enabled: bool = True) -> None:
+    def __init__(self, name: str, job: Callable[[], T], *, enabled: bool = True) -> None:
         self.name = name
         self._job = job
+        self.result: T | None = None
         self._thread: threading.Thread | None = None
         if enabled:
             context = contextvars.copy_context()   # keeps the request id in the log
@@ -33,7 +38,7 @@ class InParallel:
 
     def _run(self) -> None:
         try:
-            self._job()
+            self.result = self._job()
         except Exception as exc:  # noqa: BLE001 - retried by the caller's own path
             logger.warning("%s: early start failed (retried on use): %s", self.name, exc)
 

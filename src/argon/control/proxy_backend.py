@@ -10,6 +10,7 @@ lookup) runs in the proxy's own bounded pools, never asyncio's default executor.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from functools import partial
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -24,7 +25,10 @@ from argon.meta import tables as t
 from argon.proxy.workers import ProxyWorkers, shared_workers
 
 if TYPE_CHECKING:
+    from argon.compute import ComputeAddress as RoomAddress
     from argon.proxy.backend import ComputeAddress
+
+logger = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -60,6 +64,18 @@ class EventCache(Generic[K, V]):
             self._generations[group] = self._generations.get(group, 0) + 1
             for key in [k for k, (g, _v) in self._values.items() if g == group]:
                 del self._values[key]
+
+
+def _resolve(future: asyncio.Future[V], value: V) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _late_failure(endpoint_id: str, start: asyncio.Future[object]) -> None:
+    """A start that failed after its client was let in (e.g. its metadata write)."""
+    if not start.cancelled() and start.exception() is not None:
+        logger.warning("endpoint %s: the start failed after it took sessions: %s",
+                       endpoint_id, start.exception())
 
 
 def wake_refused() -> Exception:
@@ -120,9 +136,24 @@ class ControlProxyBackend:
         endpoint_id, pooled = key
         generation = self.routes.generation(endpoint_id)
         limits = self.limits
-        running = await self.workers.run_wake(partial(
+        loop = asyncio.get_running_loop()
+        early: asyncio.Future[ComputeAddress] = loop.create_future()
+
+        def ready(at: RoomAddress) -> None:   # in the start's thread
+            loop.call_soon_threadsafe(_resolve, early,
+                                      ComputeAddress(host=at.host, port=at.port))
+
+        start = asyncio.ensure_future(self.workers.run_wake(partial(
             self.services.runtime.ensure_running, endpoint_id, pooled=pooled,
-            before_start=lambda: limits.take(client, endpoint_id)))
+            before_start=lambda: limits.take(client, endpoint_id), ready=ready)))
+        # the client logs in as soon as the compute lets sessions in; the start records
+        # itself (and checks cloud_admin's password) meanwhile
+        await asyncio.wait({early, start}, return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():
+            start.add_done_callback(partial(_late_failure, endpoint_id))
+            return early.result()
+        early.cancel()
+        running = start.result()
         address = ComputeAddress(host=running.host, port=running.port)
         self.routes.put(endpoint_id, key, address, generation)
         return address

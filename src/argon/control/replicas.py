@@ -222,11 +222,13 @@ class Replicas:
 
     # -- the primary moved -----------------------------------------------------------------
 
-    def primary_started(self, primary_ep: str) -> None:
+    def primary_started(self, primary_ep: str, branch: tuple[str, str] | None = None) -> None:
         """Point the branch's replicas at the primary's (maybe new) socket; running ones
-        reload, so their WAL receiver reconnects at once.  Never raises."""
+        reload, so their WAL receiver reconnects at once.  Never raises.  ``branch``:
+        the primary's (branch id, timeline id) when the caller has them (a start does):
+        a branch without replicas then costs one query."""
         try:
-            branch_id, timeline_id, _project = self._branch_of(primary_ep)
+            branch_id, timeline_id = branch or self._branch_of(primary_ep)[:2]
             with self.ctx.tx() as conn:
                 eps = list(conn.execute(select(t.endpoints.c.id).where(
                     t.endpoints.c.branch_id == branch_id,

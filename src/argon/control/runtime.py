@@ -25,6 +25,7 @@ from argon.control import compute_address, compute_runs, sql_roles
 from argon.control.context import ControlContext
 from argon.control.logical_replication import logical_replication_enabled
 from argon.control.fast_wake import InParallel
+from argon.control.pooler_roles import known_roles, refresh_poolers
 from argon.control.models import EndpointState, OperationAction
 from argon.control.operations import OperationLog
 from argon.control.replicas import Replicas
@@ -63,6 +64,16 @@ class RunningCompute:
         return self.address.port
 
 
+def _tell(ready: Callable[[ComputeAddress], None], address: ComputeAddress,
+          endpoint_id: str) -> None:
+    """Tell a waiting wake its address; its failure must not fail the start."""
+    try:
+        ready(address)
+    except Exception as exc:  # noqa: BLE001 - the wake still gets the start's result
+        logger.warning("compute %s: could not hand the address on early: %s",
+                       endpoint_id, exc)
+
+
 class EndpointRuntime:
     def __init__(self, ctx: ControlContext, oplog: OperationLog) -> None:
         self.ctx = ctx
@@ -79,6 +90,7 @@ class EndpointRuntime:
         self._activity_lock = threading.Lock()
         # read_only endpoints: seeding, catching up, lag (control/replicas.py)
         self.replicas = Replicas(ctx, self)
+        ctx.events.on_roles_changed(lambda branch_id: refresh_poolers(self, branch_id))
 
     # -- specs ---------------------------------------------------------------------------
 
@@ -123,7 +135,8 @@ class EndpointRuntime:
         if upstream is None:
             raise ArgonError(f"compute {compute.endpoint_id} has no address yet; start it")
         return PoolerSpec(endpoint_id=compute.endpoint_id, upstream=upstream,
-                          admin_password=compute.admin_password)
+                          admin_password=compute.admin_password,
+                          roles=known_roles(self, compute.endpoint_id))
 
     def pooler_key(self, endpoint_id: str) -> PoolerSpec:
         """Enough of a pooler spec to find, or stop, the endpoint's running pooler."""
@@ -137,7 +150,9 @@ class EndpointRuntime:
 
     def ensure_running(self, endpoint_id: str, *, pooled: bool = False,
                        before_start: Callable[[], None] | None = None,
-                       activity: bool = True) -> RunningCompute:
+                       activity: bool = True,
+                       ready: Callable[[ComputeAddress], None] | None = None
+                       ) -> RunningCompute:
         """Start the endpoint's compute unless it runs; concurrent callers share one start.
 
         A running compute is answered without the endpoint's lock: branching and time
@@ -146,6 +161,11 @@ class EndpointRuntime:
         rate limit) runs under it only when a start is really needed.  ``activity``
         False (the reconciler restarting a crashed compute) does not count as use, so a
         compute that keeps crashing is not kept "in use" by its own restarts.
+
+        ``ready`` (the proxy's wake) is told the address (the pooler's when ``pooled``)
+        as soon as a start lets client sessions in, while the start still checks
+        cloud_admin's password and records itself (see ``_start``); not called when no
+        start was needed.
         """
         spec = self.spec(endpoint_id)
         available = self.claim(endpoint_id) if activity else self.available(endpoint_id)
@@ -157,7 +177,8 @@ class EndpointRuntime:
                 if address is None:
                     if before_start is not None:
                         before_start()
-                    spec, address = self._start_unavailable(endpoint_id, spec, pooled=pooled)
+                    spec, address = self._start_unavailable(endpoint_id, spec, pooled=pooled,
+                                                            ready=ready)
                 if activity:
                     self.touch(endpoint_id)
         if not pooled:
@@ -171,19 +192,22 @@ class EndpointRuntime:
                 or compute_address.live_recorded(self.ctx, endpoint_id))
 
     def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec, *,
-                           pooled: bool = False) -> tuple[ComputeSpec, ComputeAddress]:
+                           pooled: bool = False,
+                           ready: Callable[[ComputeAddress], None] | None = None
+                           ) -> tuple[ComputeSpec, ComputeAddress]:
         # The same socket answers "the database system is starting up" until the start
         # returns: cached routes are dropped and connections wait for the lock meanwhile.
         with self._activity_lock:
             self._unavailable.add(endpoint_id)
         self.ctx.events.compute_changed(endpoint_id)
         try:
-            return self._start(endpoint_id, spec, pooled=pooled)
+            return self._start(endpoint_id, spec, pooled=pooled, ready=ready)
         finally:
             with self._activity_lock:
                 self._unavailable.discard(endpoint_id)
 
-    def _start(self, endpoint_id: str, spec: ComputeSpec, *, pooled: bool = False
+    def _start(self, endpoint_id: str, spec: ComputeSpec, *, pooled: bool = False,
+               ready: Callable[[ComputeAddress], None] | None = None
                ) -> tuple[ComputeSpec, ComputeAddress]:
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.endpoints).where(t.endpoints.c.id == endpoint_id)).one()
@@ -202,11 +226,27 @@ class EndpointRuntime:
                             lambda: self._ensure_pooler(spec, expected),
                             enabled=(pooled and self.ctx.poolers is not None
                                      and expected is not None))
+        told: list[ComputeAddress] = []
+
+        def tell_once(at: ComputeAddress) -> None:
+            """The wake's client may log in: directly, or through a PgBouncer already
+            pointed at the compute (it checks proxied roles itself: pooler_roles.py)."""
+            if ready is None or told:
+                return
+            if pooled:
+                pooler.wait()
+                if at != expected or pooler.result is None:
+                    return   # told after the start, once the pooler follows it
+                at = pooler.result.address
+            told.append(at)
+            _tell(ready, at, endpoint_id)
         try:
             if spec.mode is ComputeMode.REPLICA:
                 spec, address = self.replicas.start(endpoint_id, spec)
             else:
-                address = self.ctx.computes.start(spec)
+                # the wake's client logs in while the start finishes its checks
+                address = self.ctx.computes.start(spec, ready=None if ready is None
+                                                  else tell_once)
                 self.ctx.storage.recovery_finished(branch.timeline_id)
         except ArgonError as exc:
             logger.warning("compute %s failed to start: %s", endpoint_id, exc.message)
@@ -221,6 +261,11 @@ class EndpointRuntime:
             raise ArgonError(f"compute {endpoint_id} failed to start: {exc}") from exc
         finally:
             pooler.wait()
+        if ready is not None:
+            tell_once(address)
+        # Recorded after the client was let in: a crash from here on leaves a running
+        # compute that the start-up repair re-adopts (repair.py), as a crash between the
+        # spawn and these writes always did.
         port = address.port
         spec = replace(spec, port=port)
         now = self.ctx.clock()
@@ -234,7 +279,7 @@ class EndpointRuntime:
         logger.info("started compute %s on port %d (%s)", endpoint_id, port, address.host)
         self._reload_pooler(spec, address)
         if spec.mode is ComputeMode.PRIMARY:
-            self.replicas.primary_started(endpoint_id)
+            self.replicas.primary_started(endpoint_id, (row.branch_id, branch.timeline_id))
         self.ctx.events.compute_changed(endpoint_id)
         return spec, address
 

@@ -45,7 +45,7 @@ class FakeComputes:
     def reserve_address(self, spec: ComputeSpec) -> ComputeSpec:
         return spec
 
-    def start(self, spec: ComputeSpec) -> ComputeAddress:
+    def start(self, spec: ComputeSpec, ready: object = None) -> ComputeAddress:
         self.specs.append(spec)
         address = self.running.setdefault(
             spec.endpoint_id, ComputeAddress(f"10.0.0.{len(self.running) + 1}", 5432))
