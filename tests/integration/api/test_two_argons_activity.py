@@ -60,7 +60,11 @@ def test_a_session_through_one_argon_keeps_the_compute_while_the_other_leads(
                        options=f"endpoint={ep}-pooler")
     try:
         assert client.execute("SELECT 1").fetchone() == (1,)
-        assert f"started compute {ep}" in leader_log(b)       # B woke the compute
+        # B woke the compute (it records the start just after letting the client in)
+        deadline = time.monotonic() + 15
+        while f"started compute {ep}" not in leader_log(b) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"started compute {ep}" in leader_log(b)
         assert endpoint_state(a, pid, ep) == "active"
         theirs, ours = socket_dir_for(b.home, ep), socket_dir_for(a.home, ep)
         shutil.rmtree(ours, ignore_errors=True)

@@ -17,7 +17,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,7 +73,8 @@ class TcpComputes:
     def reserve_address(self, spec: ComputeSpec) -> ComputeSpec:
         return spec
 
-    def start(self, spec: ComputeSpec) -> ComputeAddress:
+    def start(self, spec: ComputeSpec, ready: Callable[[ComputeAddress], None] | None = None
+              ) -> ComputeAddress:
         address = self._address()
         if address is None:
             self.starts += 1
