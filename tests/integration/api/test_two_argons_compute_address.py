@@ -184,7 +184,13 @@ def test_b_routes_to_the_compute_a_started_then_starts_it_once_a_stopped_it(
     assert rows == [("written through a",), ("written through b",)]
     started_by_b = _postmasters(pgdata)
     assert len(started_by_b) == 1 and started_by_b != owner
-    host_b, _ = _metadata(url, "SELECT compute_host, compute_port FROM endpoints "
-                          "WHERE id = %s", endpoint_id)
+    # the start is recorded just after the woken client is let in
+    deadline = time.monotonic() + 15
+    while True:
+        host_b, _ = _metadata(url, "SELECT compute_host, compute_port FROM endpoints "
+                              "WHERE id = %s", endpoint_id)
+        if host_b is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert host_b == str(socket_dir_for(b.home, endpoint_id))
     _suspend(b, pid, endpoint_id)
