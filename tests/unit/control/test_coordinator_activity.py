@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from argon.control.context import ControlContext
-from argon.control.coordinator import LocalCoordinator, PostgresCoordinator, coordinator_for
+from argon.control.coordinator import LocalCoordinator, coordinator_for
 from argon.control.operations import OperationLog
 from argon.control.pins import CoordinatedPins
 from argon.control.runtime import EndpointRuntime
@@ -37,29 +37,6 @@ from argon.settings import Settings
 from argon.storage import CopyDriver, Storage
 from argon.storage.pins import LocalPins
 from tests.fixtures.metadata_pg import MetadataPg
-
-
-@pytest.fixture
-def meta_url(metadata_pg: MetadataPg) -> str:
-    return metadata_pg.new_database("activity")
-
-
-@pytest.fixture
-def engines(meta_url: str) -> Iterator[tuple[Engine, Engine]]:
-    a, b = open_database(meta_url), open_database(meta_url)
-    yield a, b
-    a.dispose()
-    b.dispose()
-
-
-@pytest.fixture
-def pair(engines: tuple[Engine, Engine]) -> Iterator[tuple[PostgresCoordinator,
-                                                            PostgresCoordinator]]:
-    a, b = (coordinator_for(e) for e in engines)
-    assert isinstance(a, PostgresCoordinator) and isinstance(b, PostgresCoordinator)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def wait_until(check, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
