@@ -32,6 +32,7 @@ from argon.compute.pidfile import verified
 from argon.compute.sockets import socket_dir_for
 from tests.fixtures.argon_env import ArgonEnv, make_env, wait_operations
 from tests.fixtures.metadata_pg import MetadataPg
+from tests.integration.api.test_two_argons_one_metadata import share_storage
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="computes run as the argon "
                                 "account, which needs root to switch to")
@@ -54,9 +55,7 @@ def two_argons(metadata_pg: MetadataPg) -> Iterator[tuple[ArgonEnv, ArgonEnv, st
     try:
         a.start()
         started.append(a)
-        b.home.mkdir(parents=True)
-        for shared in ("timelines", "secrets"):
-            (b.home / shared).symlink_to(a.home / shared)
+        share_storage(a, b)
         b.start()
         started.append(b)
         yield a, b, url

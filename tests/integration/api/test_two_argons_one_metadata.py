@@ -33,6 +33,13 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="computes run as the a
 PER_PROCESS = 5
 
 
+def share_storage(a: ArgonEnv, b: ArgonEnv) -> None:
+    """B's home uses A's timelines and secrets: two Argons of one install."""
+    b.home.mkdir(parents=True)
+    for shared in ("timelines", "secrets"):
+        (b.home / shared).symlink_to(a.home / shared)
+
+
 @pytest.fixture
 def two_argons(metadata_pg: MetadataPg) -> Iterator[tuple[ArgonEnv, ArgonEnv, str]]:
     url = metadata_pg.new_database("two")
@@ -43,9 +50,7 @@ def two_argons(metadata_pg: MetadataPg) -> Iterator[tuple[ArgonEnv, ArgonEnv, st
         a.start()
         started.append(a)
         suspend_all(a)
-        b.home.mkdir(parents=True)
-        for shared in ("timelines", "secrets"):
-            (b.home / shared).symlink_to(a.home / shared)
+        share_storage(a, b)
         b.start()
         started.append(b)
         yield a, b, url
