@@ -30,11 +30,21 @@ def recorded_values(address: ComputeAddress) -> dict[str, Any]:
 
 
 def recorded(conn: Connection, endpoint_id: str) -> ComputeAddress | None:
-    row = conn.execute(select(t.endpoints.c.compute_host, t.endpoints.c.compute_port)
-                       .where(t.endpoints.c.id == endpoint_id)).first()
+    return recorded_in(conn.execute(select(t.endpoints.c.compute_host,
+                                           t.endpoints.c.compute_port)
+                                    .where(t.endpoints.c.id == endpoint_id)).first())
+
+
+def recorded_in(row: Any) -> ComputeAddress | None:
+    """The address recorded in an endpoint row (one with compute_host, compute_port)."""
     if row is None or not row.compute_host or not row.compute_port:
         return None
     return ComputeAddress(row.compute_host, row.compute_port)
+
+
+def live(address: ComputeAddress | None) -> ComputeAddress | None:
+    """``address`` when something answers there, else None."""
+    return address if address is not None and answers(address) else None
 
 
 def answers(address: ComputeAddress, timeout: float = ANSWER_TIMEOUT) -> bool:
@@ -55,4 +65,4 @@ def live_recorded(ctx: ControlContext, endpoint_id: str) -> ComputeAddress | Non
     """The recorded address when it answers; None when none is recorded or it is dead."""
     with ctx.tx() as conn:
         address = recorded(conn, endpoint_id)
-    return address if address is not None and answers(address) else None
+    return live(address)

@@ -21,14 +21,18 @@ logger = logging.getLogger(__name__)
 
 
 class InParallel(Generic[T]):
-    """Run ``job`` in a thread from now until ``wait()``; its failure is logged, not
-    raised (the caller's own path retries it).  ``result``: what it returned, None
-    until it did (or when it failed)."""
+    """Run ``job`` in a thread from now until ``wait()``; its failure is not raised
+    (the caller's own path retries or reports it) but kept in ``error`` and, unless
+    ``log_failure`` is False, logged.  ``result``: what it returned, None until it
+    did (or when it failed)."""
 
-    def __init__(self, name: str, job: Callable[[], T], *, enabled: bool = True) -> None:
+    def __init__(self, name: str, job: Callable[[], T], *, enabled: bool = True,
+                 log_failure: bool = True) -> None:
         self.name = name
         self._job = job
+        self._log_failure = log_failure
         self.result: T | None = None
+        self.error: Exception | None = None
         self._thread: threading.Thread | None = None
         if enabled:
             context = contextvars.copy_context()   # keeps the request id in the log
@@ -39,8 +43,10 @@ class InParallel(Generic[T]):
     def _run(self) -> None:
         try:
             self.result = self._job()
-        except Exception as exc:  # noqa: BLE001 - retried by the caller's own path
-            logger.warning("%s: early start failed (retried on use): %s", self.name, exc)
+        except Exception as exc:  # noqa: BLE001 - retried or reported by the caller
+            self.error = exc
+            if self._log_failure:
+                logger.warning("%s: early start failed (retried on use): %s", self.name, exc)
 
     def wait(self) -> None:
         if self._thread is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 
 from argon.compute import ComputeAddress, ComputeSpec, PoolerSpec
 from argon.compute.spec import ComputeMode
@@ -102,6 +102,11 @@ class EndpointRuntime:
             return self._installs[pg_version]
 
     def spec(self, endpoint_id: str, port: int | None = None) -> ComputeSpec:
+        return self._read(endpoint_id, port)[0]
+
+    def _read(self, endpoint_id: str, port: int | None = None) -> tuple[ComputeSpec, Row]:
+        """The endpoint's spec and its row (state, recorded address, ids), in one query:
+        the wake path reads nothing else before the spawn."""
         with self.ctx.tx() as conn:
             row = conn.execute(
                 select(t.endpoints, t.branches.c.timeline_id, t.projects.c.pg_version,
@@ -111,6 +116,10 @@ class EndpointRuntime:
                 .where(t.endpoints.c.id == endpoint_id)).first()
         if row is None:
             raise NotFound(f"endpoint {endpoint_id!r} not found")
+        return self._spec_of(row, port), row
+
+    def _spec_of(self, row: Row, port: int | None) -> ComputeSpec:
+        endpoint_id = row.id
         replica = row.type == "read_only"
         return ComputeSpec(
             endpoint_id=endpoint_id, timeline_id=row.timeline_id,
@@ -167,31 +176,31 @@ class EndpointRuntime:
         cloud_admin's password and records itself (see ``_start``); not called when no
         start was needed.
         """
-        spec = self.spec(endpoint_id)
+        spec, row = self._read(endpoint_id)
         available = self.claim(endpoint_id) if activity else self.available(endpoint_id)
-        address = self._address(endpoint_id, spec) if available else None
+        address = self._address(spec, row) if available else None
         if address is None:
             with self.ctx.locks.wait_for(f"ep:{endpoint_id}"):
-                spec = self.spec(endpoint_id)
-                address = self._address(endpoint_id, spec)
+                spec, row = self._read(endpoint_id)
+                address = self._address(spec, row)
                 if address is None:
                     if before_start is not None:
                         before_start()
-                    spec, address = self._start_unavailable(endpoint_id, spec, pooled=pooled,
-                                                            ready=ready)
+                    spec, address = self._start_unavailable(endpoint_id, spec, row,
+                                                            pooled=pooled, ready=ready)
                 if activity:
                     self.touch(endpoint_id)
         if not pooled:
             return RunningCompute(endpoint_id, address)
         return self._ensure_pooler(spec, address)
 
-    def _address(self, endpoint_id: str, spec: ComputeSpec) -> ComputeAddress | None:
+    def _address(self, spec: ComputeSpec, row: Row) -> ComputeAddress | None:
         """Where the compute runs: as this process's provider sees it, else as another
-        Argon process on the same metadata recorded it (when it answers)."""
+        Argon process on the same metadata recorded it in ``row`` (when it answers)."""
         return (self.ctx.computes.address(spec)
-                or compute_address.live_recorded(self.ctx, endpoint_id))
+                or compute_address.live(compute_address.recorded_in(row)))
 
-    def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec, *,
+    def _start_unavailable(self, endpoint_id: str, spec: ComputeSpec, row: Row, *,
                            pooled: bool = False,
                            ready: Callable[[ComputeAddress], None] | None = None
                            ) -> tuple[ComputeSpec, ComputeAddress]:
@@ -201,22 +210,22 @@ class EndpointRuntime:
             self._unavailable.add(endpoint_id)
         self.ctx.events.compute_changed(endpoint_id)
         try:
-            return self._start(endpoint_id, spec, pooled=pooled, ready=ready)
+            return self._start(endpoint_id, spec, row, pooled=pooled, ready=ready)
         finally:
             with self._activity_lock:
                 self._unavailable.discard(endpoint_id)
 
-    def _start(self, endpoint_id: str, spec: ComputeSpec, *, pooled: bool = False,
+    def _start(self, endpoint_id: str, spec: ComputeSpec, row: Row, *, pooled: bool = False,
                ready: Callable[[ComputeAddress], None] | None = None
                ) -> tuple[ComputeSpec, ComputeAddress]:
-        with self.ctx.tx() as conn:
-            row = conn.execute(select(t.endpoints).where(t.endpoints.c.id == endpoint_id)).one()
-            if row.disabled:
-                raise EndpointDisabled(f"endpoint {endpoint_id} is disabled; enable it to connect")
-            branch = conn.execute(select(t.branches.c.timeline_id, t.branches.c.state)
-                                  .where(t.branches.c.id == row.branch_id)).one()
-            op = self.oplog.begin(conn, row.project_id, OperationAction.START_COMPUTE,
-                                  branch_id=row.branch_id, endpoint_id=endpoint_id)
+        """Start the compute of ``row`` (read under the endpoint's lock, with ``spec``)."""
+        if row.disabled:
+            raise EndpointDisabled(f"endpoint {endpoint_id} is disabled; enable it to connect")
+        # The operation is recorded beside the spawn, not before it (a commit is a few ms
+        # of a wake): a crash before it commits leaves a running compute and no operation,
+        # which the start-up repair re-adopts like any compute found running.
+        op_record = InParallel(f"start operation of {endpoint_id}",
+                               lambda: self._begin_start_operation(row), log_failure=False)
         # The same address as last time when the provider can: PgBouncer (and anything
         # else that remembered it) finds the compute again after a restart or a crash.
         spec = self.ctx.computes.reserve_address(spec)
@@ -247,17 +256,17 @@ class EndpointRuntime:
                 # the wake's client logs in while the start finishes its checks
                 address = self.ctx.computes.start(spec, ready=None if ready is None
                                                   else tell_once)
-                self.ctx.storage.recovery_finished(branch.timeline_id)
+                self.ctx.storage.recovery_finished(row.timeline_id)
         except ArgonError as exc:
             logger.warning("compute %s failed to start: %s", endpoint_id, exc.message)
-            self.oplog.fail(op, exc.message)
+            self._fail_start_operation(op_record, exc.message)
             if isinstance(exc, NotFound):   # e.g. a missing data directory: not a 404
                 raise ArgonError(f"compute {endpoint_id} failed to start: {exc.message}"
                                  ) from exc
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, then re-raised as ours
             logger.warning("compute %s failed to start: %s", endpoint_id, exc)
-            self.oplog.fail(op, str(exc))
+            self._fail_start_operation(op_record, str(exc))
             raise ArgonError(f"compute {endpoint_id} failed to start: {exc}") from exc
         finally:
             pooler.wait()
@@ -268,6 +277,7 @@ class EndpointRuntime:
         # spawn and these writes always did.
         port = address.port
         spec = replace(spec, port=port)
+        op = self._started_operation(op_record)
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
             conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
@@ -279,9 +289,30 @@ class EndpointRuntime:
         logger.info("started compute %s on port %d (%s)", endpoint_id, port, address.host)
         self._reload_pooler(spec, address)
         if spec.mode is ComputeMode.PRIMARY:
-            self.replicas.primary_started(endpoint_id, (row.branch_id, branch.timeline_id))
+            self.replicas.primary_started(endpoint_id, (row.branch_id, row.timeline_id))
         self.ctx.events.compute_changed(endpoint_id)
         return spec, address
+
+    def _begin_start_operation(self, row: Row) -> str:
+        with self.ctx.tx() as conn:
+            return self.oplog.begin(conn, row.project_id, OperationAction.START_COMPUTE,
+                                    branch_id=row.branch_id, endpoint_id=row.id)
+
+    def _started_operation(self, op_record: InParallel[str]) -> str:
+        """The start's operation once recorded; its failure (the metadata cannot be
+        written) fails the start, as it did when it was written before the spawn: the
+        compute left running is re-adopted by the next start or the start-up repair."""
+        op_record.wait()
+        if op_record.result is None:
+            raise ArgonError(f"could not record the start of the compute: {op_record.error}")
+        return op_record.result
+
+    def _fail_start_operation(self, op_record: InParallel[str], error: str) -> None:
+        op_record.wait()
+        if op_record.result is not None:
+            self.oplog.fail(op_record.result, error)
+        else:
+            logger.warning("could not record the failed start either: %s", op_record.error)
 
     def _reload_pooler(self, spec: ComputeSpec, address: ComputeAddress) -> None:
         """Point a running PgBouncer at the compute that just started, at once: its open

@@ -74,8 +74,18 @@ def test_the_first_session_of_a_wake_writes_at_once(argon_env: ArgonEnv) -> None
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
     with argon_env.connect(uri) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (3,)
-    # the start was recorded though the client was let in before the records
+    # the start was recorded though the client was let in before the records, and
+    # each wake's operation (written beside the spawn) was finished
     wait_until(lambda: endpoint(argon_env, created)["current_state"] == "active")
+    ep = created["endpoints"][0]["id"]
+
+    def wake_operations() -> list[str]:
+        ops = argon_env.api("GET", f"/projects/{created['project']['id']}/operations",
+                            params={"limit": 100}).json()["operations"]
+        return [o["status"] for o in ops
+                if o["action"] == "start_compute" and o["endpoint_id"] == ep]
+    wait_until(lambda: wake_operations().count("finished") >= 4)   # creation + 3 wakes
+    assert set(wake_operations()) == {"finished"}, wake_operations()
 
 
 def test_a_wake_after_kill9_with_a_stale_pid_file(argon_env: ArgonEnv) -> None:
