@@ -117,9 +117,18 @@ def test_stalled_clients_hold_a_bounded_number_of_compute_logins(
         conn.execute("SELECT 1")
     stalled = [_stalled_client(project.direct) for _ in range(EARLY_PER_ENDPOINT + 6)]
     try:
-        assert _wait_for(lambda: _backends_in_authentication(env, project) == EARLY_PER_ENDPOINT)
+        seen: list[int] = []   # every count observed: the bound must hold at each one
+
+        def holding() -> int:
+            seen.append(_backends_in_authentication(env, project))
+            return seen[-1]
+        # 30 s: on a loaded 2-core CI machine the backends' titles can lag
+        reached = _wait_for(lambda: holding() == EARLY_PER_ENDPOINT, timeout=30)
         time.sleep(0.5)
-        assert _backends_in_authentication(env, project) == EARLY_PER_ENDPOINT
+        holding()
+        assert max(seen) <= EARLY_PER_ENDPOINT, seen
+        assert reached and seen[-1] == EARLY_PER_ENDPOINT, (
+            f"counts seen: {seen[:5]}...{seen[-5:]} ({len(seen)} polls)")
         # a client with the password is not held up by them
         with psycopg.connect(project.direct, connect_timeout=10) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
