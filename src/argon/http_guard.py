@@ -88,7 +88,7 @@ class HttpGuard:
         self.open = 0
         self.refused = 0
         self.timed_out = 0
-        self._last_refusal_log = 0.0
+        self._last_refusal_log = float("-inf")   # monotonic; a fresh boot is near 0
         self._classes: dict[str, Any] | None = None
 
     def admit(self) -> bool:

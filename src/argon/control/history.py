@@ -36,7 +36,7 @@ class HistoryKeeper:
         self.runtime = runtime
         self.branches = branches
         self.tt = branches.tt
-        self._last_sample = 0.0
+        self._last_sample = float("-inf")   # monotonic: a fresh boot is near 0
         self._last_gc = time.monotonic()
         self._last_snapshot: dict[str, float] = {}
         self._ephemeral_idle: dict[str, float] = {}

@@ -84,7 +84,7 @@ class MonitoringSampler:
         self._conns: dict[str, tuple[int, psycopg.Connection]] = {}   # endpoint -> pid, conn
         self._last: dict[str, _Last] = {}
         self._state: dict[str, str] = {}
-        self._last_prune = 0.0
+        self._last_prune = float("-inf")   # monotonic: a fresh boot is near 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -46,8 +46,8 @@ class Reconciler:
         self.sizes = branches.sizes
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_size_refresh = 0.0
-        self._last_role_sync = 0.0
+        self._last_size_refresh = float("-inf")   # monotonic: a fresh boot is near 0
+        self._last_role_sync = float("-inf")
         self.history = HistoryKeeper(ctx, runtime, branches)
 
     def start(self) -> None:

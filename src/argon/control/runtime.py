@@ -221,9 +221,11 @@ class EndpointRuntime:
         """Start the compute of ``row`` (read under the endpoint's lock, with ``spec``)."""
         if row.disabled:
             raise EndpointDisabled(f"endpoint {endpoint_id} is disabled; enable it to connect")
-        # The operation is recorded beside the spawn, not before it (a commit is a few ms
-        # of a wake): a crash before it commits leaves a running compute and no operation,
-        # which the start-up repair re-adopts like any compute found running.
+        # The operation and the endpoint's "active" state are recorded beside the spawn,
+        # not before it (a commit is a few ms of a wake), and before the client is let
+        # in (it may ask the API next): a crash before they commit leaves a running
+        # compute and no operation, which the start-up repair re-adopts like any compute
+        # found running; one after leaves "active" and no compute, which it marks idle.
         op_record = InParallel(f"start operation of {endpoint_id}",
                                lambda: self._begin_start_operation(row), log_failure=False)
         # The same address as last time when the provider can: PgBouncer (and anything
@@ -242,6 +244,9 @@ class EndpointRuntime:
             pointed at the compute (it checks proxied roles itself: pooler_roles.py)."""
             if ready is None or told:
                 return
+            op_record.wait()
+            if op_record.result is None:
+                return   # not recorded: the start fails in _started_operation
             if pooled:
                 pooler.wait()
                 if at != expected or pooler.result is None:
@@ -259,14 +264,14 @@ class EndpointRuntime:
                 self.ctx.storage.recovery_finished(row.timeline_id)
         except ArgonError as exc:
             logger.warning("compute %s failed to start: %s", endpoint_id, exc.message)
-            self._fail_start_operation(op_record, exc.message)
+            self._fail_start_operation(op_record, row, exc.message)
             if isinstance(exc, NotFound):   # e.g. a missing data directory: not a 404
                 raise ArgonError(f"compute {endpoint_id} failed to start: {exc.message}"
                                  ) from exc
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, then re-raised as ours
             logger.warning("compute %s failed to start: %s", endpoint_id, exc)
-            self._fail_start_operation(op_record, str(exc))
+            self._fail_start_operation(op_record, row, str(exc))
             raise ArgonError(f"compute {endpoint_id} failed to start: {exc}") from exc
         finally:
             pooler.wait()
@@ -294,7 +299,11 @@ class EndpointRuntime:
         return spec, address
 
     def _begin_start_operation(self, row: Row) -> str:
+        """Record the start: its operation, and the endpoint as "active" (the address
+        and the compute run follow once it runs)."""
         with self.ctx.tx() as conn:
+            conn.execute(update(t.endpoints).where(t.endpoints.c.id == row.id).values(
+                state=EndpointState.ACTIVE.value, updated_at=self.ctx.clock()))
             return self.oplog.begin(conn, row.project_id, OperationAction.START_COMPUTE,
                                     branch_id=row.branch_id, endpoint_id=row.id)
 
@@ -307,9 +316,15 @@ class EndpointRuntime:
             raise ArgonError(f"could not record the start of the compute: {op_record.error}")
         return op_record.result
 
-    def _fail_start_operation(self, op_record: InParallel[str], error: str) -> None:
+    def _fail_start_operation(self, op_record: InParallel[str], row: Row, error: str
+                              ) -> None:
+        """The start failed: its operation is marked failed, the endpoint's state put
+        back to what it was before the start recorded it "active"."""
         op_record.wait()
         if op_record.result is not None:
+            with self.ctx.tx() as conn:
+                conn.execute(update(t.endpoints).where(t.endpoints.c.id == row.id)
+                             .values(state=row.state, updated_at=self.ctx.clock()))
             self.oplog.fail(op_record.result, error)
         else:
             logger.warning("could not record the failed start either: %s", op_record.error)

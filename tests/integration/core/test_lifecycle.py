@@ -49,10 +49,11 @@ def test_idle_compute_suspends_and_wakes_with_its_data(argon_env: ArgonEnv) -> N
         conn.execute("INSERT INTO kept VALUES ('before sleep')")
     _wait_state(argon_env, pid, ep, "idle", timeout=30)
     assert _endpoint(argon_env, pid, ep)["suspended_at"]
-    # the first connection wakes it; the client sees no error
+    # the first connection wakes it; the client sees no error, and the API says what
+    # the client sees from its first query on
     with connect(argon_env, pid, main) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [("before sleep",)]
-    assert _endpoint(argon_env, pid, ep)["current_state"] == "active"
+        assert _endpoint(argon_env, pid, ep)["current_state"] == "active"
 
 
 def test_open_session_keeps_compute_awake(argon_env: ArgonEnv) -> None:

@@ -218,6 +218,10 @@ def test_a_flood_of_failing_starts_gets_fixed_texts_then_is_rate_limited(
     assert f"compute {p['endpoint']} failed to start" in env.log_path.read_text()
     ops = env.api("GET", f"/projects/{p['id']}/operations").json()["operations"]
     assert any(o["action"] == "start_compute" and o["status"] == "failed" for o in ops)
+    # a start records the endpoint "active" before the compute answers: a failed one
+    # puts it back
+    endpoint = env.api("GET", f"/projects/{p['id']}/endpoints/{p['endpoint']}").json()
+    assert endpoint["endpoint"]["current_state"] == "idle", endpoint
 
 
 # -- the reconciler's idle decision is checked again under the lock --------------------
