@@ -71,13 +71,6 @@ def _resolve(future: asyncio.Future[V], value: V) -> None:
         future.set_result(value)
 
 
-def _late_failure(endpoint_id: str, start: asyncio.Future[object]) -> None:
-    """A start that failed after its client was let in (e.g. its metadata write)."""
-    if not start.cancelled() and start.exception() is not None:
-        logger.warning("endpoint %s: the start failed after it took sessions: %s",
-                       endpoint_id, start.exception())
-
-
 def wake_refused() -> Exception:
     from argon.proxy.errors import ErrorKind, ProxyError  # noqa: PLC0415
 
@@ -134,7 +127,6 @@ class ControlProxyBackend:
         from argon.proxy.backend import ComputeAddress  # noqa: PLC0415
 
         endpoint_id, pooled = key
-        generation = self.routes.generation(endpoint_id)
         limits = self.limits
         loop = asyncio.get_running_loop()
         early: asyncio.Future[ComputeAddress] = loop.create_future()
@@ -143,20 +135,40 @@ class ControlProxyBackend:
             loop.call_soon_threadsafe(_resolve, early,
                                       ComputeAddress(host=at.host, port=at.port))
 
-        start = asyncio.ensure_future(self.workers.run_wake(partial(
-            self.services.runtime.ensure_running, endpoint_id, pooled=pooled,
-            before_start=lambda: limits.take(client, endpoint_id), ready=ready)))
+        def ensure_running() -> tuple[ComputeAddress, int]:   # in the start's thread
+            running = self.services.runtime.ensure_running(
+                endpoint_id, pooled=pooled, ready=ready,
+                before_start=lambda: limits.take(client, endpoint_id))
+            # read after the start's own compute_changed (which a generation read before
+            # it would miss): a suspend from here on still drops what is put below
+            return (ComputeAddress(host=running.host, port=running.port),
+                    self.routes.generation(endpoint_id))
+
+        start = asyncio.ensure_future(self.workers.run_wake(ensure_running))
         # the client logs in as soon as the compute lets sessions in; the start records
         # itself (and checks cloud_admin's password) meanwhile
         await asyncio.wait({early, start}, return_when=asyncio.FIRST_COMPLETED)
         if not start.done():
-            start.add_done_callback(partial(_late_failure, endpoint_id))
+            start.add_done_callback(partial(self._started_late, key))
             return early.result()
         early.cancel()
-        running = start.result()
-        address = ComputeAddress(host=running.host, port=running.port)
+        address, generation = start.result()
         self.routes.put(endpoint_id, key, address, generation)
         return address
+
+    def _started_late(self, key: tuple[str, bool],
+                      start: asyncio.Future[tuple[ComputeAddress, int]]) -> None:
+        """A start that let its client in before it finished: its route is kept once it
+        did (the next session then needs no thread hop and may log in early)."""
+        endpoint_id = key[0]
+        if start.cancelled():
+            return
+        if start.exception() is not None:   # e.g. its metadata write
+            logger.warning("endpoint %s: the start failed after it took sessions: %s",
+                           endpoint_id, start.exception())
+            return
+        address, generation = start.result()
+        self.routes.put(endpoint_id, key, address, generation)
 
     def known_route(self, endpoint_id: str, pooled: bool) -> ComputeAddress | None:
         """The cached route of a running compute, None while it starts or suspends."""

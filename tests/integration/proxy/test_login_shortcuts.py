@@ -111,6 +111,33 @@ def test_failed_logins_leave_no_compute_backend(env: ArgonEnv, project: PooledPr
     assert _metric(env, "argon_proxy_early_connections_total") == early_before + 1
 
 
+def _newest_start(env: ArgonEnv, project: PooledProject) -> tuple[str, str] | None:
+    """(id, status) of the endpoint's newest start_compute operation (listed newest first)."""
+    ops = env.api("GET", f"/projects/{project.id}/operations").json()["operations"]
+    return next(((o["id"], o["status"]) for o in ops if o["action"] == "start_compute"
+                 and o["endpoint_id"] == project.endpoint), None)
+
+
+def test_the_session_after_a_wake_logs_in_early(env: ArgonEnv, project: PooledProject) -> None:
+    r = env.api("POST", f"/projects/{project.id}/endpoints/{project.endpoint}/suspend")
+    assert r.status_code == 200, r.text
+    before_wake = _newest_start(env, project)
+    with psycopg.connect(project.direct) as conn:   # wakes it: no route yet, no early login
+        conn.execute("SELECT 1")
+
+    def recorded() -> bool:
+        newest = _newest_start(env, project)
+        return newest is not None and newest != before_wake and newest[1] == "finished"
+    assert _wait_for(recorded)
+    time.sleep(0.3)   # the proxy keeps the route once the start's thread has returned
+    before = _metric(env, "argon_proxy_early_connections_total")
+    # the wake's client was let in before the start finished: the route the start found
+    # is kept anyway, so the very next session logs in while its client authenticates
+    with psycopg.connect(project.direct) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (project.role,)
+    assert _metric(env, "argon_proxy_early_connections_total") == before + 1
+
+
 def _early_logins_in_use(env: ArgonEnv, project: PooledProject) -> bool:
     """Connect with the password until a session starts on an early connection: early
     logins need the compute's route in the proxy's memory, which an authenticated
