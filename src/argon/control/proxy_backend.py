@@ -89,6 +89,7 @@ class ControlProxyBackend:
         self.verifiers: EventCache[tuple[str, str], str] = EventCache()
         self._wakes: dict[tuple[str, bool], asyncio.Future[ComputeAddress]] = {}
         services.ctx.events.on_compute_changed(self.routes.drop)
+        services.ctx.events.on_compute_started(self._compute_started)
         services.ctx.events.on_roles_changed(lambda _branch: self.verifiers.drop("roles"))
 
     # -- wake ----------------------------------------------------------------------------
@@ -158,8 +159,9 @@ class ControlProxyBackend:
 
     def _started_late(self, key: tuple[str, bool],
                       start: asyncio.Future[tuple[ComputeAddress, int]]) -> None:
-        """A start that let its client in before it finished: its route is kept once it
-        did (the next session then needs no thread hop and may log in early)."""
+        """A start that let its client in before it finished: the route it answered is
+        kept once it did, the pooled one too (``_compute_started`` keeps only the direct
+        one), so the next session needs no thread hop and may log in early."""
         endpoint_id = key[0]
         if start.cancelled():
             return
@@ -169,6 +171,17 @@ class ControlProxyBackend:
             return
         address, generation = start.result()
         self.routes.put(endpoint_id, key, address, generation)
+
+    def _compute_started(self, endpoint_id: str, at: RoomAddress) -> None:
+        """Any start (a branch's or a project's first, the reconciler's restart, a wake)
+        leaves the direct route in memory: the first session needs no thread hop and
+        may log in early.  The pooled route waits for a pooled session (its PgBouncer
+        may not run yet)."""
+        from argon.proxy.backend import ComputeAddress  # noqa: PLC0415
+
+        self.routes.put(endpoint_id, (endpoint_id, False),
+                        ComputeAddress(host=at.host, port=at.port),
+                        self.routes.generation(endpoint_id))
 
     def known_route(self, endpoint_id: str, pooled: bool) -> ComputeAddress | None:
         """The cached route of a running compute, None while it starts or suspends."""

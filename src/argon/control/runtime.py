@@ -295,7 +295,7 @@ class EndpointRuntime:
         self._reload_pooler(spec, address)
         if spec.mode is ComputeMode.PRIMARY:
             self.replicas.primary_started(endpoint_id, (row.branch_id, row.timeline_id))
-        self.ctx.events.compute_changed(endpoint_id)
+        self.ctx.events.compute_started(endpoint_id, address)
         return spec, address
 
     def _begin_start_operation(self, row: Row) -> str:

@@ -129,13 +129,30 @@ def test_the_session_after_a_wake_logs_in_early(env: ArgonEnv, project: PooledPr
         newest = _newest_start(env, project)
         return newest is not None and newest != before_wake and newest[1] == "finished"
     assert _wait_for(recorded)
-    time.sleep(0.3)   # the proxy keeps the route once the start's thread has returned
+    time.sleep(0.3)   # the start leaves the route in the proxy's memory as it ends
     before = _metric(env, "argon_proxy_early_connections_total")
     # the wake's client was let in before the start finished: the route the start found
     # is kept anyway, so the very next session logs in while its client authenticates
     with psycopg.connect(project.direct) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (project.role,)
     assert _metric(env, "argon_proxy_early_connections_total") == before + 1
+
+
+def test_the_first_session_of_a_new_branch_logs_in_early(env: ArgonEnv,
+                                                          project: PooledProject) -> None:
+    r = env.api("POST", f"/projects/{project.id}/branches", json={
+        "branch": {"name": "early-first"}, "endpoints": [{"type": "read_write"}]})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    try:
+        before = _metric(env, "argon_proxy_early_connections_total")
+        # the branch's start left the compute's route in the proxy's memory: its very
+        # first session logs in to the compute while the client authenticates
+        with psycopg.connect(body["connection_uris"][0]["connection_uri"]) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (project.role,)
+        assert _metric(env, "argon_proxy_early_connections_total") == before + 1
+    finally:
+        env.api("DELETE", f"/projects/{project.id}/branches/{body['branch']['id']}")
 
 
 def _early_logins_in_use(env: ArgonEnv, project: PooledProject) -> bool:
