@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,22 +50,17 @@ class ControlEvents:
 
     def compute_started(self, endpoint_id: str, address: ComputeAddress) -> None:
         self.compute_changed(endpoint_id)
-        with self._lock:
-            targets = list(self._started)
-        for fn in targets:
-            try:
-                fn(endpoint_id, address)
-            except Exception:  # noqa: BLE001 - a listener must not break the start
-                logger.exception("event listener failed for %s", endpoint_id)
+        self._emit(self._started, endpoint_id, address)
 
     def roles_changed(self, branch_id: str) -> None:
         self._emit(self._roles, branch_id)
 
-    def _emit(self, listeners: list[Listener], key: str) -> None:
+    def _emit(self, listeners: Sequence[Callable[..., None]], key: str,
+              *more: object) -> None:
         with self._lock:
             targets = list(listeners)
         for fn in targets:
             try:
-                fn(key)
+                fn(key, *more)
             except Exception:  # noqa: BLE001 - a listener must not break the change
                 logger.exception("event listener failed for %s", key)

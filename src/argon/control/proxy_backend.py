@@ -66,6 +66,13 @@ class EventCache(Generic[K, V]):
                 del self._values[key]
 
 
+def _proxy_address(at: RoomAddress) -> ComputeAddress:
+    """The compute room's address as the proxy's type."""
+    from argon.proxy.backend import ComputeAddress  # noqa: PLC0415
+
+    return ComputeAddress(host=at.host, port=at.port)
+
+
 def _resolve(future: asyncio.Future[V], value: V) -> None:
     if not future.done():
         future.set_result(value)
@@ -125,16 +132,13 @@ class ControlProxyBackend:
             future.exception()   # retrieved: awaiters get it; no "never retrieved" noise
 
     async def _start(self, key: tuple[str, bool], client: str | None) -> ComputeAddress:
-        from argon.proxy.backend import ComputeAddress  # noqa: PLC0415
-
         endpoint_id, pooled = key
         limits = self.limits
         loop = asyncio.get_running_loop()
         early: asyncio.Future[ComputeAddress] = loop.create_future()
 
         def ready(at: RoomAddress) -> None:   # in the start's thread
-            loop.call_soon_threadsafe(_resolve, early,
-                                      ComputeAddress(host=at.host, port=at.port))
+            loop.call_soon_threadsafe(_resolve, early, _proxy_address(at))
 
         def ensure_running() -> tuple[ComputeAddress, int]:   # in the start's thread
             running = self.services.runtime.ensure_running(
@@ -142,8 +146,7 @@ class ControlProxyBackend:
                 before_start=lambda: limits.take(client, endpoint_id))
             # read after the start's own compute_changed (which a generation read before
             # it would miss): a suspend from here on still drops what is put below
-            return (ComputeAddress(host=running.host, port=running.port),
-                    self.routes.generation(endpoint_id))
+            return _proxy_address(running.address), self.routes.generation(endpoint_id)
 
         start = asyncio.ensure_future(self.workers.run_wake(ensure_running))
         # the client logs in as soon as the compute lets sessions in; the start records
@@ -177,10 +180,7 @@ class ControlProxyBackend:
         leaves the direct route in memory: the first session needs no thread hop and
         may log in early.  The pooled route waits for a pooled session (its PgBouncer
         may not run yet)."""
-        from argon.proxy.backend import ComputeAddress  # noqa: PLC0415
-
-        self.routes.put(endpoint_id, (endpoint_id, False),
-                        ComputeAddress(host=at.host, port=at.port),
+        self.routes.put(endpoint_id, (endpoint_id, False), _proxy_address(at),
                         self.routes.generation(endpoint_id))
 
     def known_route(self, endpoint_id: str, pooled: bool) -> ComputeAddress | None:

@@ -41,7 +41,7 @@ class MetadataCopy:
         self.db = db
         self.min_seconds = min_seconds
         self._seen: tuple[int, ...] | None = None
-        self._last: float | None = None   # time.monotonic(); None: never uploaded
+        self._last = float("-inf")   # time.monotonic(); a fresh boot is near 0
         self.uploads = 0
         self.last_upload_at: float | None = None   # time.time()
 
@@ -63,8 +63,7 @@ class MetadataCopy:
         stamp = self._stamp()
         if stamp == self._seen:
             return False
-        if (not force and self._last is not None
-                and time.monotonic() - self._last < self.min_seconds):
+        if not force and time.monotonic() - self._last < self.min_seconds:
             return False
         store.put_bytes(METADATA_KEY, zstandard.ZstdCompressor(level=3).compress(
             consistent_copy(self.db)))
