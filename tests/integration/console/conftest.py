@@ -82,10 +82,18 @@ def type_sql(page: Any, text: str) -> None:
     """Replace the SQL editor's text (CodeMirror) by ``text``: a click into the editor,
     select all, and the text typed as keys (kept exact: no auto-indent on the way)."""
     editor = page.get_by_test_id("sql-editor")
-    editor.locator(".CodeMirror-code").click()
-    page.keyboard.press("Control+A")
-    page.keyboard.press("Delete")
-    page.keyboard.insert_text(text)
+    # The page may still be wiring CodeMirror up when the first keys arrive (the editor
+    # then keeps its default text): wait for it to hold the focus, and try again once
+    # if the keys still went nowhere.
+    for _attempt in range(3):
+        editor.locator(".CodeMirror-code").click()
+        page.locator("[data-testid=sql-editor].CodeMirror-focused").wait_for()
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(text)
+        if sql_text(page) == text:
+            return
+        page.wait_for_timeout(200)
     assert sql_text(page) == text
 
 
