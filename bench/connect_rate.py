@@ -225,12 +225,21 @@ def main() -> None:
                          f"{https * 1000:.2f} ms", f"{https / plain:.2f}x"],
                         ["plain HTTP keep-alive, 127.0.0.1:<http-port>",
                          f"{plain * 1000:.2f} ms", "1.00x"]]
+        # whose CPU a new connection costs in front of Postgres (Argon's is the one
+        # process that holds the proxy, the API and the control plane)
+        fronts = {"PgBouncer alone (TLS)": bouncer.pid}
+        fronts.update({name: _pid(envs[1] if "Neon-style" in name else envs[0])
+                       for name in targets if name.startswith("Argon")})
         clients = [int(c) for c in args.clients.split(",")]
         for c in clients:
             for _ in range(args.repeat):   # interleaved, so drift hits every target alike
                 for name, (host, port, user, pw, db) in targets.items():
+                    before = cpu_seconds(fronts.get(name))
                     r = pgbench_connect(host, port, user, pw, db, c, args.seconds)
                     samples.setdefault((name, c), []).append(r)
+                    if before is not None:
+                        spent = cpu_seconds(fronts[name]) - before  # type: ignore[operator]
+                        front_cpu.setdefault(name, []).append(spent / (r * args.seconds))
                     print(f"{name:36s} clients={c}: {r:7.1f} conn/s", flush=True)
         lat = {name: connect_select_p50(
             f"host={h} port={p} user={us} password={pw} dbname={db} sslmode=require",
@@ -248,6 +257,21 @@ def main() -> None:
 
 
 samples: dict[tuple[str, int], list[float]] = {}
+# CPU seconds per new connection of the process in front of Postgres (all cells)
+front_cpu: dict[str, list[float]] = {}
+
+
+def _pid(env: ArgonEnv) -> int:
+    assert env.proc is not None and not env.launcher   # the argon process itself
+    return env.proc.pid
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a running process (Linux /proc)."""
+    if pid is None:
+        return None
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int],
@@ -255,13 +279,15 @@ def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int]
     med = {k: statistics.median(v) for k, v in samples.items()}
     headers = ["target"] + [f"conn/s, {c} connector{'s' if c > 1 else ''}" for c in clients] + [
         f"vs PgBouncer ({c})" for c in clients] + [f"vs direct ({c})" for c in clients] + [
-        "connect+SELECT 1 p50 (psycopg)"]
+        "connect+SELECT 1 p50 (psycopg)", "CPU/conn in front of Postgres"]
     rows = []
     for name in targets:
         row = [name] + [f"{med[(name, c)]:.0f}" for c in clients]
         row += [f"{med[(name, c)] / med[('PgBouncer alone (TLS)', c)]:.2f}x" for c in clients]
         row += [f"{med[(name, c)] / med[('direct Postgres (TLS)', c)]:.2f}x" for c in clients]
         row.append(f"{lat[name] * 1000:.1f} ms")
+        row.append(f"{statistics.median(front_cpu[name]) * 1000:.2f} ms"
+                   if name in front_cpu else "-")
         rows.append(row)
     text = "\n".join([
         "## New connections per second (issues 8 and 9)", "",
@@ -278,7 +304,9 @@ def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int]
         "certificates). Baselines in the same run: a plain PostgreSQL 15 (Debian's; the "
         "embedded build has no TLS) with TLS, and PgBouncer alone (the same PgBouncer binary "
         "Argon runs, transaction mode, client TLS, SCRAM) in front of it. pgbench, the proxy, PgBouncer and Postgres share the "
-        "2 cores.",
+        "2 cores. The last column is the CPU time a new connection costs the process in "
+        "front of Postgres (PgBouncer; Argon's one process, proxy, API and control plane "
+        "together), median over all cells; pgbench and the Postgres backends cost the rest.",
         "", table(headers, rows)])
     if sql_rows:
         text += "\n\n" + "\n".join([
