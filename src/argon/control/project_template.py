@@ -19,8 +19,8 @@ What a project shares with the template, and what is its own:
 
 Crash safety: a template is built in a temporary directory and renamed into place only
 once initdb (which fsyncs its output) has finished, so a half-built template is never
-used; a project's clone is made durable with one ``syncfs`` before the timeline's
-manifest says READY, and an interrupted clone leaves a timeline storage discards.
+used; a project's clone and its first snapshot are made durable with one ``syncfs``
+(``Storage.init_timeline``) before the timeline's manifest says READY, and an interrupted clone leaves a timeline storage discards.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class ProjectTemplates:
                 os.chmod(dst, 0o600)
                 self.owner.chown(dst)
         sysid = new_identity(pgdata, install.version)
-        syncfs(pgdata)
+        # made durable, with the timeline's first snapshot, by storage before READY
         logger.info("cloned project data directory %s from %s (system identifier %d)",
                     pgdata, template.name, sysid)
 

@@ -124,6 +124,9 @@ class Storage(HistoryMixin):
             write_storage_conf(pgdata, self._conf(timeline_id, None), self.owner)
             # The first snapshot: every later point of a root timeline replays from it.
             self._initdb_snapshot(timeline_id, pgdata)
+            # one syncfs makes the data directory and that snapshot durable before the
+            # manifest says READY (``initdb`` need not sync what it wrote)
+            syncfs(tdir)
             manifest = self.manifest(timeline_id)
             write_manifest(tdir, manifest.with_state(TimelineState.READY))
         logger.info("created root timeline %s", timeline_id)
