@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from argon.control import compute_address, compute_runs
 from argon.control.context import ControlContext
-from argon.control.models import BranchState, EndpointState, OperationStatus
+from argon.control.models import BranchState, EndpointState, OperationAction, OperationStatus
 from argon.control.projects import ProjectService
 from argon.control.runtime import EndpointRuntime
 from argon.control.safe_migrations import orphan_branches
@@ -69,6 +69,7 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
     for b in resetting:
         done.append(f"branch {b.name} ({b.id}): an interrupted restore was rolled back")
     done += _remove_half_made(ctx, half_branches, projects)
+    done += _remove_unanswered_branches(ctx, runtime, ops)
     if live or serving:
         # The sweeps below cannot tell work in progress (another Argon's, or this one's
         # API) from leftovers: they wait for a start with nothing running.
@@ -125,6 +126,48 @@ def _remove_half_made(ctx: ControlContext, half_branches: list,  # type: ignore[
     return done
 
 
+def _remove_unanswered_branches(ctx: ControlContext, runtime: EndpointRuntime,
+                                ops: list) -> list[str]:  # type: ignore[type-arg]
+    """A branch is marked ready before its endpoints are made, and its operation ends
+    after them: a crash in between leaves a ready branch whose request never got an
+    answer, perhaps without the endpoints it asked for.  It is removed with what it has,
+    as ``BranchService.create`` removes one whose endpoint failed (all or nothing)."""
+    ids = {op.branch_id for op in ops
+           if op.action == OperationAction.CREATE_BRANCH and op.branch_id}
+    if not ids:
+        return []
+    with ctx.tx() as conn:
+        rows = conn.execute(select(t.branches.c.id, t.branches.c.name, t.branches.c.timeline_id)
+                            .where(t.branches.c.id.in_(ids),
+                                   t.branches.c.state == BranchState.READY.value,
+                                   t.branches.c.parent_id.is_not(None))).all()
+        # a child made from it meanwhile means someone used it: keep it
+        parents = set(conn.execute(select(t.branches.c.parent_id).where(
+            t.branches.c.parent_id.in_(ids))).scalars())
+    done = []
+    for b in rows:
+        if b.id not in parents:
+            _drop_branch(ctx, runtime, b.id, b.timeline_id, "its creation was interrupted")
+            done.append(f"removed branch {b.name} ({b.id}): its creation was interrupted "
+                        "before it answered")
+    return done
+
+
+def _drop_branch(ctx: ControlContext, runtime: EndpointRuntime, branch_id: str,
+                 timeline: str | None, why: str) -> None:
+    """A branch, its endpoints (their computes stopped) and its timeline."""
+    with ctx.tx() as conn:
+        eps = list(conn.execute(select(t.endpoints.c.id).where(
+            t.endpoints.c.branch_id == branch_id)).scalars())
+    for ep in eps:
+        runtime.suspend(ep, reason=why)
+    with ctx.tx() as conn:
+        conn.execute(t.endpoints.delete().where(t.endpoints.c.branch_id == branch_id))
+        conn.execute(t.branches.delete().where(t.branches.c.id == branch_id))
+    if timeline is not None:
+        ctx.storage.delete_timeline(timeline)
+
+
 def _remove_orphan_migration_branches(ctx: ControlContext,
                                       runtime: EndpointRuntime) -> list[str]:
     """A crash inside ``prepare_database_migration`` (branch made, migration not yet
@@ -134,17 +177,9 @@ def _remove_orphan_migration_branches(ctx: ControlContext,
         orphans = orphan_branches(conn)
     for b in orphans:
         with ctx.tx() as conn:
-            eps = list(conn.execute(select(t.endpoints.c.id).where(
-                t.endpoints.c.branch_id == b.id)).scalars())
             timeline = conn.execute(select(t.branches.c.timeline_id).where(
                 t.branches.c.id == b.id)).scalar()
-        for ep in eps:
-            runtime.suspend(ep, reason="temporary migration branch removed")
-        with ctx.tx() as conn:
-            conn.execute(t.endpoints.delete().where(t.endpoints.c.branch_id == b.id))
-            conn.execute(t.branches.delete().where(t.branches.c.id == b.id))
-        if timeline is not None:
-            ctx.storage.delete_timeline(timeline)
+        _drop_branch(ctx, runtime, b.id, timeline, "temporary migration branch removed")
         done.append(f"removed temporary migration branch {b.name} ({b.id}) of project "
                     f"{b.project_id}: its migration was never recorded")
     return done
