@@ -20,7 +20,8 @@ What a project shares with the template, and what is its own:
 Crash safety: a template is built in a temporary directory and renamed into place only
 once initdb (which fsyncs its output) has finished, so a half-built template is never
 used; a project's clone and its first snapshot are made durable with one ``syncfs``
-(``Storage.init_timeline``) before the timeline's manifest says READY, and an interrupted clone leaves a timeline storage discards.
+(``Storage.init_timeline``) before the timeline's manifest says READY, and an
+interrupted clone leaves a timeline storage discards.
 """
 
 from __future__ import annotations

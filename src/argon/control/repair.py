@@ -68,8 +68,8 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
                 state=BranchState.READY.value, updated_at=now))
     for b in resetting:
         done.append(f"branch {b.name} ({b.id}): an interrupted restore was rolled back")
-    done += _remove_half_made(ctx, half_branches, projects)
-    done += _remove_unanswered_branches(ctx, runtime, ops)
+    done += _remove_half_made(ctx, runtime, half_branches, projects)
+    done += _remove_half_made(ctx, runtime, _unanswered_branches(ctx, ops), projects)
     if live or serving:
         # The sweeps below cannot tell work in progress (another Argon's, or this one's
         # API) from leftovers: they wait for a start with nothing running.
@@ -111,7 +111,8 @@ def repair(ctx: ControlContext, runtime: EndpointRuntime, projects: ProjectServi
     return done
 
 
-def _remove_half_made(ctx: ControlContext, half_branches: list,  # type: ignore[type-arg]
+def _remove_half_made(ctx: ControlContext, runtime: EndpointRuntime,
+                      half_branches: list,  # type: ignore[type-arg]
                       projects: ProjectService) -> list[str]:
     done = []
     for b in half_branches:
@@ -119,38 +120,28 @@ def _remove_half_made(ctx: ControlContext, half_branches: list,  # type: ignore[
             projects._destroy(b.project_id)  # noqa: SLF001 - repair is part of the service
             done.append(f"removed project {b.project_id}: its creation was interrupted")
         else:
-            with ctx.tx() as conn:
-                conn.execute(t.branches.delete().where(t.branches.c.id == b.id))
-            ctx.storage.delete_timeline(b.timeline_id)
+            _drop_branch(ctx, runtime, b.id, b.timeline_id, "its creation was interrupted")
             done.append(f"removed half-made branch {b.name} ({b.id})")
     return done
 
 
-def _remove_unanswered_branches(ctx: ControlContext, runtime: EndpointRuntime,
-                                ops: list) -> list[str]:  # type: ignore[type-arg]
-    """A branch is marked ready before its endpoints are made, and its operation ends
-    after them: a crash in between leaves a ready branch whose request never got an
-    answer, perhaps without the endpoints it asked for.  It is removed with what it has,
-    as ``BranchService.create`` removes one whose endpoint failed (all or nothing)."""
+def _unanswered_branches(ctx: ControlContext, ops: list) -> list:  # type: ignore[type-arg]
+    """Half-made too: a branch is marked ready before its endpoints are made and its
+    operation ends after them, so a ready branch whose ``create_branch`` operation died
+    never answered its request, perhaps without the endpoints it asked for.  It goes,
+    as ``BranchService.create`` removes one whose endpoint failed (all or nothing);
+    one that already has a child was used meanwhile and stays."""
     ids = {op.branch_id for op in ops
            if op.action == OperationAction.CREATE_BRANCH and op.branch_id}
     if not ids:
         return []
     with ctx.tx() as conn:
-        rows = conn.execute(select(t.branches.c.id, t.branches.c.name, t.branches.c.timeline_id)
-                            .where(t.branches.c.id.in_(ids),
-                                   t.branches.c.state == BranchState.READY.value,
-                                   t.branches.c.parent_id.is_not(None))).all()
-        # a child made from it meanwhile means someone used it: keep it
+        rows = conn.execute(select(t.branches).where(
+            t.branches.c.id.in_(ids), t.branches.c.state == BranchState.READY.value,
+            t.branches.c.parent_id.is_not(None))).all()
         parents = set(conn.execute(select(t.branches.c.parent_id).where(
             t.branches.c.parent_id.in_(ids))).scalars())
-    done = []
-    for b in rows:
-        if b.id not in parents:
-            _drop_branch(ctx, runtime, b.id, b.timeline_id, "its creation was interrupted")
-            done.append(f"removed branch {b.name} ({b.id}): its creation was interrupted "
-                        "before it answered")
-    return done
+    return [b for b in rows if b.id not in parents]
 
 
 def _drop_branch(ctx: ControlContext, runtime: EndpointRuntime, branch_id: str,
