@@ -112,6 +112,10 @@ def _proxy_families(m: dict[str, Any]) -> Iterator[Any]:
                      ("wakes", "Computes woken by a connection"),
                      ("early_connections", "Compute connections opened during the "
                       "client's authentication"),
+                     ("early_attempts", "Compute logins begun during a client's "
+                      "authentication (used, discarded or failed)"),
+                     ("early_failures", "Compute logins begun during a client's "
+                      "authentication that the compute did not answer in time"),
                      ("spare_logins", "Pooled sessions started on a ready PgBouncer login"),
                      ("reused_logins", "PgBouncer logins kept for the next client after a "
                       "session that left no state")):

@@ -27,6 +27,7 @@ from argon.proxy.auth.scram_client import ScramClient
 from argon.proxy.backend import ComputeAddress, ProxyBackend
 from argon.proxy.dial import open_compute
 from argon.proxy.errors import ErrorKind, ProxyError
+from argon.proxy.metrics import ProxyMetrics
 from argon.proxy.relay import PgSide
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,10 @@ class EarlyAttempt:
 
 
 class EarlyConnections:
-    def __init__(self, backend: ProxyBackend, limit: int = EARLY_PER_ENDPOINT) -> None:
+    def __init__(self, backend: ProxyBackend, metrics: ProxyMetrics,
+                 limit: int = EARLY_PER_ENDPOINT) -> None:
         self.backend = backend
+        self.metrics = metrics
         self.limit = limit
         self.waiting: Counter[str] = Counter()
 
@@ -93,8 +96,14 @@ class EarlyConnections:
         if address is None or self.waiting[endpoint] >= self.limit:
             return None
         self.waiting[endpoint] += 1
+        self.metrics.early_attempts += 1
         task = asyncio.ensure_future(_open(address, params, verifier))
+        task.add_done_callback(self._count_failure)
         return EarlyAttempt(self, endpoint, task)
+
+    def _count_failure(self, task: asyncio.Task[EarlyCompute | None]) -> None:
+        if not task.cancelled() and task.exception() is None and task.result() is None:
+            self.metrics.early_failures += 1
 
 
 async def _open(address: ComputeAddress, params: dict[str, str],
@@ -118,7 +127,7 @@ async def _open(address: ComputeAddress, params: dict[str, str],
         return EarlyCompute(side, address, scram, None)
     except (OSError, TimeoutError, ProxyError) as e:
         # the compute went away or is slow: the session connects after auth instead
-        logger.debug("early connection to %s failed: %s", address, e)
+        logger.info("early connection to %s failed: %s", address, e)
         if side is not None:
             side.close()
         return None

@@ -17,6 +17,8 @@ class ProxyMetrics:
     cancel_requests: int = 0
     wakes: int = 0
     early_connections: int = 0   # compute logins that overlapped the client's own
+    early_attempts: int = 0      # such logins begun (used, discarded or failed)
+    early_failures: int = 0      # begun but the compute did not answer: login after auth
     spare_logins: int = 0        # pooled sessions that took a ready PgBouncer login
     reused_logins: int = 0       # PgBouncer logins kept after a clean session
 
@@ -28,5 +30,7 @@ class ProxyMetrics:
                 "bytes_to_clients": self.bytes_to_clients,
                 "cancel_requests": self.cancel_requests, "wakes": self.wakes,
                 "early_connections": self.early_connections,
+                "early_attempts": self.early_attempts,
+                "early_failures": self.early_failures,
                 "spare_logins": self.spare_logins,
                 "reused_logins": self.reused_logins}

@@ -69,7 +69,7 @@ class ProxyServer:
         self.handshake_timeout = handshake_timeout
         self.metrics = ProxyMetrics()
         self.cancels = CancelMap()
-        self.early = EarlyConnections(backend)
+        self.early = EarlyConnections(backend, self.metrics)
         self.spares = SparePool()
         self.plaintext_loopback = tls.allow_plaintext_loopback if tls else True
         self._ssl = tls.server_context() if tls else None
