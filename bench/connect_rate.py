@@ -47,6 +47,7 @@ import psycopg  # noqa: E402
 
 from argon.compute.pooler import find_pgbouncer  # noqa: E402
 from argon.pg import choose_install, pg_os_user  # noqa: E402
+from argon.pg.osuser import OsUser  # noqa: E402
 from argon.pg.scram import make_verifier  # noqa: E402
 from argon.proxy import TlsConfig  # noqa: E402
 from bench.report import p50, table, write_section  # noqa: E402
@@ -62,15 +63,22 @@ PG_VERSION = 15
 PGBENCH = choose_install(PG_VERSION).bin("pgbench")
 
 
+def install_server_cert(tls_dir: Path, pgdata: Path, owner: OsUser) -> TlsConfig:
+    """A certificate for ``argon.test`` as the cluster's ``server.crt``/``server.key``
+    (Postgres's defaults for ``ssl = on``), owned by the Postgres account."""
+    tls = TlsConfig.ensure(tls_dir, "argon.test")
+    for name, src in (("server.crt", tls.cert_file), ("server.key", tls.key_file)):
+        shutil.copy(src, pgdata / name)
+        os.chmod(pgdata / name, 0o600)
+        owner.chown(pgdata / name)
+    return tls
+
+
 def tls_postgres(root: Path) -> tuple[PgServer, TlsConfig]:
     """A plain Postgres with TLS on, SCRAM on TCP, and a role for pgbench."""
     owner = pg_os_user()
     server = make_pg_server(root, owner, PG_VERSION)
-    tls = TlsConfig.ensure(root / "tls", "argon.test")
-    for name, src in (("server.crt", tls.cert_file), ("server.key", tls.key_file)):
-        shutil.copy(src, server.pgdata / name)
-        os.chmod(server.pgdata / name, 0o600)
-        owner.chown(server.pgdata / name)
+    tls = install_server_cert(root / "tls", server.pgdata, owner)
     with (server.pgdata / "postgresql.conf").open("a") as f:
         f.write("ssl = on\nmax_connections = 200\npassword_encryption = 'scram-sha-256'\n")
     server.start()
