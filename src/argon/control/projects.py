@@ -166,6 +166,7 @@ class ProjectService:
         self.ctx.on_endpoints_changed()
         start_ops = self._ops_for(project_id, endpoint_id)
         logger.info("created project %s (%s) with branch %s", project_id, name, branch_id)
+        self._templates().refill(runnable)   # the next project's clone, made ahead
         return self._created(project_id, branch_id, password, [op_tl, *start_ops])
 
     def _templates(self) -> ProjectTemplates:

@@ -121,11 +121,13 @@ class HistoryMixin:
 
     # -- snapshots ---------------------------------------------------------------------
 
-    def _snapshot_from(self: Storage, timeline_id: str, src: Path, snap: Snapshot) -> bool:
+    def _snapshot_from(self: Storage, timeline_id: str, src: Path, snap: Snapshot,
+                       link_from: Path | None = None) -> bool:
         tdir = self._dir(timeline_id)
         staging = staging_dir(tdir, uuid.uuid4().hex[:12])
         try:
-            clone_tree(src, staging / "pgdata", self.driver, self.owner, _SNAPSHOT_RULES)
+            clone_tree(src, staging / "pgdata", self.driver, self.owner, _SNAPSHOT_RULES,
+                       link_from=link_from)
             for name in ("argon.storage.conf", "recovery.signal"):
                 (staging / "pgdata" / name).unlink(missing_ok=True)
             made = publish(tdir, staging, snap)

@@ -115,15 +115,21 @@ class Storage(HistoryMixin):
         return read_manifest(tdir)
 
     # -- creation ------------------------------------------------------------------
-    def init_timeline(self, timeline_id: str, initdb: Callable[[Path], None]) -> None:
-        """A root timeline: ``initdb(pgdata)`` fills the empty data directory."""
+    def init_timeline(self, timeline_id: str,
+                      initdb: Callable[[Path], Path | None]) -> None:
+        """A root timeline: ``initdb(pgdata)`` fills the empty data directory; it may
+        return the template the data directory was cloned from (never written to)."""
         tdir = self._begin(timeline_id, parent_id=None)
         with self._undone_on_error(tdir, f"create timeline {timeline_id}"):
             pgdata = self._make_owned_dir(tdir / "pgdata")
-            initdb(pgdata)
+            template = initdb(pgdata)
             write_storage_conf(pgdata, self._conf(timeline_id, None), self.owner)
             # The first snapshot: every later point of a root timeline replays from it.
-            self._initdb_snapshot(timeline_id, pgdata)
+            # A byte copy shares the template's unchanged files by hard links (a new
+            # inode costs more than its bytes on some filesystems: ~0.8 ms each on
+            # ext4 here, for ~1000 files); extents are shared already by a reflink.
+            self._initdb_snapshot(timeline_id, pgdata,
+                                  template if self.driver.name == "copy" else None)
             # one syncfs makes the data directory and that snapshot durable before the
             # manifest says READY (``initdb`` need not sync what it wrote)
             syncfs(tdir)
@@ -177,7 +183,8 @@ class Storage(HistoryMixin):
                     "running" if running_parent else "stopped")
         return point
 
-    def _initdb_snapshot(self, timeline_id: str, pgdata: Path) -> None:
+    def _initdb_snapshot(self, timeline_id: str, pgdata: Path,
+                         template: Path | None) -> None:
         try:
             facts = read_control_file(pgdata)
         except OSError as e:
@@ -186,7 +193,8 @@ class Storage(HistoryMixin):
             return
         when = datetime.fromtimestamp(facts.time, UTC)
         self._snapshot_from(timeline_id, pgdata, Snapshot(
-            timeline_id, facts.checkpoint, facts.timeline, when, "initdb"))
+            timeline_id, facts.checkpoint, facts.timeline, when, "initdb"),
+            link_from=template)
         self.record_sample(timeline_id, when, facts.checkpoint)
 
     def recovery_finished(self, timeline_id: str) -> None:

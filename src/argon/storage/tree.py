@@ -86,11 +86,16 @@ class CloneStats:
 
 
 def clone_tree(src: Path, dst: Path, driver: CloneDriver, owner: OsUser,
-               rules: CloneRules) -> CloneStats:
+               rules: CloneRules, *, link_from: Path | None = None) -> CloneStats:
     """Clone data directory ``src`` into ``dst`` (which must not exist yet).
 
     Files that vanish during the walk (a running cluster dropping a relation) are
     skipped, as a base backup does; the backup's WAL replay recreates the right state.
+
+    ``link_from``: a tree nothing ever writes to again (a project template) that
+    ``src`` was cloned from; a file of ``src`` still identical to its counterpart there
+    (content, mode, owner) becomes a hard link to that counterpart instead of a copy.
+    Only for trees nothing writes to either (snapshots): a link shares the file.
     """
     chown = os.geteuid() == 0 and owner.uid != 0
     st = os.stat(src)
@@ -99,12 +104,14 @@ def clone_tree(src: Path, dst: Path, driver: CloneDriver, owner: OsUser,
     if chown:
         os.chown(dst, owner.uid, owner.gid)
     stats = CloneStats(dirs=1)
-    _clone_dir(str(src), str(dst), (), driver, owner if chown else None, rules, stats)
+    _clone_dir(str(src), str(dst), (), driver, owner if chown else None, rules, stats,
+               None if link_from is None else str(link_from))
     return stats
 
 
 def _clone_dir(src: str, dst: str, rel: tuple[str, ...], driver: CloneDriver,
-               owner: OsUser | None, rules: CloneRules, stats: CloneStats) -> None:
+               owner: OsUser | None, rules: CloneRules, stats: CloneStats,
+               link_from: str | None) -> None:
     # Plain strings and a directory fd for the targets: pathlib and per-file path
     # lookups cost more than the FICLONE itself on a tree of ~1000 files.
     try:
@@ -114,14 +121,14 @@ def _clone_dir(src: str, dst: str, rel: tuple[str, ...], driver: CloneDriver,
     dst_fd = os.open(dst, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for entry in entries:
-            _clone_entry(entry, dst, dst_fd, rel, driver, owner, rules, stats)
+            _clone_entry(entry, dst, dst_fd, rel, driver, owner, rules, stats, link_from)
     finally:
         os.close(dst_fd)
 
 
 def _clone_entry(entry: os.DirEntry[str], dst: str, dst_fd: int, rel: tuple[str, ...],
                  driver: CloneDriver, owner: OsUser | None, rules: CloneRules,
-                 stats: CloneStats) -> None:
+                 stats: CloneStats, link_from: str | None) -> None:
     child_rel = (*rel, entry.name)
     try:
         st = entry.stat(follow_symlinks=False)
@@ -146,10 +153,15 @@ def _clone_entry(entry: os.DirEntry[str], dst: str, dst_fd: int, rel: tuple[str,
         stats.dirs += 1
         if action is Action.COPY:
             _clone_dir(entry.path, os.path.join(dst, entry.name), child_rel, driver, owner,
-                       rules, stats)
+                       rules, stats, link_from)
         return
     if not stat.S_ISREG(st.st_mode):
         logger.warning("skipping %s: not a regular file", entry.path)
+        return
+    if link_from is not None and _linked(os.path.join(link_from, *child_rel), entry.path,
+                                         st, entry.name, dst_fd):
+        stats.files += 1
+        stats.bytes += st.st_size
         return
     clone_fds = getattr(driver, "clone_fds", None)
     if clone_fds is None:   # a driver that clones by path only
@@ -175,6 +187,31 @@ def _clone_entry(entry: os.DirEntry[str], dst: str, dst_fd: int, rel: tuple[str,
         os.close(sfd)
     stats.files += 1
     stats.bytes += st.st_size
+
+
+def _linked(original: str, path: str, st: os.stat_result, name: str, dst_fd: int) -> bool:
+    """Hard-link ``name`` to ``original`` when that file is the same as ``path`` (the one
+    being cloned, stat ``st``) in content, mode and owner; False to clone it instead."""
+    try:
+        ost = os.stat(original, follow_symlinks=False)
+        if not (stat.S_ISREG(ost.st_mode) and ost.st_size == st.st_size
+                and ost.st_mode == st.st_mode and ost.st_uid == st.st_uid
+                and ost.st_gid == st.st_gid and _same_bytes(original, path)):
+            return False
+        os.link(original, name, dst_dir_fd=dst_fd)
+    except OSError:   # gone, another filesystem (EXDEV), too many links (EMLINK): clone
+        return False
+    return True
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    with open(a, "rb", buffering=0) as fa, open(b, "rb", buffering=0) as fb:
+        while True:
+            chunk = fa.read(1 << 20)
+            if chunk != fb.read(1 << 20):
+                return False
+            if not chunk:
+                return True
 
 
 def _clone_by_path(entry: os.DirEntry[str], dst: str, driver: CloneDriver,

@@ -23,6 +23,7 @@ from argon.compute.sockets import socket_dir_for
 from argon.control.admin_password import AdminPasswords
 from argon.storage.wal import read_control_file
 from tests.fixtures.argon_env import ArgonEnv
+from tests.fixtures.faults import timeline_of
 from tests.integration.core.helpers import connect, create_branch, new_project, uri_for
 
 
@@ -72,6 +73,45 @@ def test_projects_are_cloned_from_one_template_with_their_own_identity(
                 "neondb_owner", "neondb")
         ids.append(system_identifier(argon_env, pid, ep))
     assert len({template_id, *ids}) == 3
+
+
+def _spares(env: ArgonEnv, template: Path) -> list[Path]:
+    return sorted((env.home / "templates" / ".spares").glob(f"{template.name}-*"))
+
+
+def test_a_project_takes_a_clone_made_ahead_and_its_snapshot_shares_the_template(
+        argon_env: ArgonEnv, two_projects: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """With byte copies (the test home's driver) a spare clone of the template is made
+    in the background: the next project's data directory is that clone, renamed, and
+    its first snapshot links the template's files it did not change (its own identity
+    is in its own pg_control); then the next spare is made."""
+    major = two_projects[0]["project"]["pg_version"]
+    (template,) = (argon_env.home / "templates").glob(f"pg{major}.*")
+    deadline = time.monotonic() + 60
+    while not _spares(argon_env, template) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (spare,) = _spares(argon_env, template)
+    spare_inode = (spare / "PG_VERSION").stat().st_ino
+
+    created = new_project(argon_env, "fast-spare")
+    tdir = argon_env.home / "timelines" / timeline_of(argon_env.home, created["branch"]["id"])
+    assert (tdir / "pgdata" / "PG_VERSION").stat().st_ino == spare_inode
+    assert not spare.exists()
+    (snapshot,) = [p / "pgdata" for p in (tdir / "snapshots").iterdir()
+                   if not p.name.startswith(".")]
+    for rel in ("PG_VERSION", "global/1262", "base/1/1259"):
+        assert (snapshot / rel).stat().st_ino == (template / rel).stat().st_ino, rel
+    assert (snapshot / "global/pg_control").stat().st_ino != \
+        (template / "global/pg_control").stat().st_ino
+    pid, ep = created["project"]["id"], created["endpoints"][0]["id"]
+    assert read_control_file(snapshot).system_identifier == \
+        system_identifier(argon_env, pid, ep) != read_control_file(template).system_identifier
+    with psycopg.connect(created["connection_uris"][0]["connection_uri"]) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("neondb",)
+    deadline = time.monotonic() + 60
+    while not _spares(argon_env, template) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p.name for p in _spares(argon_env, template)] not in ([], [spare.name])
 
 
 def test_cloud_admin_and_owner_passwords_are_per_project(

@@ -1,12 +1,17 @@
-"""The pure parts of re-identifying a cloned template: CRC-32C and finding pg_control's CRC."""
+"""The pure parts of project templates: CRC-32C, finding pg_control's CRC, and which
+spare clones a start-up removes."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from argon.control.project_template import TemplateError, _crc_offset, crc32c
+from argon.control.project_template import (
+    TemplateError, _crc_offset, _remove_stale_spares, crc32c)
 
 
 def test_crc32c_matches_the_castagnoli_check_value() -> None:
@@ -23,3 +28,19 @@ def test_the_crc_is_found_where_it_covers_everything_before_it() -> None:
 def test_a_control_file_without_a_valid_crc_is_refused() -> None:
     with pytest.raises(TemplateError, match="no valid CRC"):
         _crc_offset(bytearray(512))
+
+
+def test_spare_clones_cut_short_or_of_old_templates_are_removed(tmp_path: Path) -> None:
+    """A spare build whose process died (a crash mid-clone) and spares of a template
+    that is no more go; a build still under way and ready spares of the template stay."""
+    root = tmp_path / "templates"
+    spares = root / ".spares"
+    (root / "pg18.6-f2").mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for name in (f".build-{dead.pid}-pg18.6-f2-aaaa", f".build-{os.getpid()}-pg18.6-f2-bbbb",
+                 "pg17.9-f1-cccc", "pg18.6-f2-dddd"):
+        (spares / name / "base").mkdir(parents=True)
+    _remove_stale_spares(spares, root)
+    assert sorted(p.name for p in spares.iterdir()) == [
+        f".build-{os.getpid()}-pg18.6-f2-bbbb", "pg18.6-f2-dddd"]

@@ -117,3 +117,31 @@ def test_clone_tree_refuses_tablespace_symlinks(tmp_path: Path) -> None:
     (src / "pg_tblspc" / "16400").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(InvalidInput, match="tablespace"):
         clone_tree(src, tmp_path / "dst", CopyDriver(), pg_os_user(), CloneRules())
+
+
+def test_clone_tree_links_only_the_files_still_identical_to_the_template(
+        tmp_path: Path) -> None:
+    """A snapshot of a project's fresh data directory shares the template's unchanged
+    files (hard links) and copies the ones the project changed, or added, or whose mode
+    differs: a link to a changed file would rewrite the template's."""
+    template, src = tmp_path / "template", tmp_path / "src"
+    for root in (template, src):
+        _make(root / "base" / "5" / "1259", 0o600, b"catalog" * 5000)
+        _make(root / "global" / "pg_control", 0o600, b"template identity")
+        _make(root / "PG_VERSION", 0o600, b"18\n")
+    (src / "global" / "pg_control").write_bytes(b"project identity!")   # same size
+    _make(src / "base" / "5" / "16384", 0o600, b"new in the project")
+    os.chmod(src / "PG_VERSION", 0o640)
+    dst = tmp_path / "snapshot"
+    clone_tree(src, dst, CopyDriver(), pg_os_user(), R, link_from=template)
+
+    def same_inode(a: Path, b: Path) -> bool:
+        return a.stat().st_ino == b.stat().st_ino
+    assert same_inode(dst / "base" / "5" / "1259", template / "base" / "5" / "1259")
+    assert not same_inode(dst / "global" / "pg_control", template / "global" / "pg_control")
+    assert not same_inode(dst / "PG_VERSION", template / "PG_VERSION")
+    assert (dst / "global" / "pg_control").read_bytes() == b"project identity!"
+    assert (dst / "base" / "5" / "16384").read_bytes() == b"new in the project"
+    assert (dst / "PG_VERSION").read_bytes() == b"18\n"
+    assert stat.S_IMODE((dst / "PG_VERSION").stat().st_mode) == 0o640
+    assert (template / "global" / "pg_control").read_bytes() == b"template identity"
