@@ -228,12 +228,13 @@ class ProjectTemplates:
 
 
 def _remove_stale_spares(spares: Path, root: Path) -> None:
-    """Builds cut short by a crash (their process is gone), and spares of templates that
-    are no more (a new template format)."""
+    """Builds cut short by a crash (their process is gone, or had this process's pid:
+    this runs before this process builds any), and spares of templates that are no
+    more (a new template format).  Another live Argon's build on this home is kept."""
     for entry in spares.iterdir():
         if entry.name.startswith(".build-"):
             pid = entry.name.split("-")[1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
                 shutil.rmtree(entry, ignore_errors=True)
         elif not (root / entry.name.rsplit("-", 1)[0]).is_dir():
             shutil.rmtree(entry, ignore_errors=True)

@@ -31,16 +31,17 @@ def test_a_control_file_without_a_valid_crc_is_refused() -> None:
 
 
 def test_spare_clones_cut_short_or_of_old_templates_are_removed(tmp_path: Path) -> None:
-    """A spare build whose process died (a crash mid-clone) and spares of a template
-    that is no more go; a build still under way and ready spares of the template stay."""
+    """A spare build whose process died (a crash mid-clone, also one that had this
+    process's pid) and spares of a template that is no more go; another live process's
+    build and ready spares of the template stay."""
     root = tmp_path / "templates"
     spares = root / ".spares"
     (root / "pg18.6-f2").mkdir(parents=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
     for name in (f".build-{dead.pid}-pg18.6-f2-aaaa", f".build-{os.getpid()}-pg18.6-f2-bbbb",
-                 "pg17.9-f1-cccc", "pg18.6-f2-dddd"):
+                 f".build-{os.getppid()}-pg18.6-f2-eeee", "pg17.9-f1-cccc", "pg18.6-f2-dddd"):
         (spares / name / "base").mkdir(parents=True)
     _remove_stale_spares(spares, root)
     assert sorted(p.name for p in spares.iterdir()) == [
-        f".build-{os.getpid()}-pg18.6-f2-bbbb", "pg18.6-f2-dddd"]
+        f".build-{os.getppid()}-pg18.6-f2-eeee", "pg18.6-f2-dddd"]
