@@ -4,7 +4,8 @@ A serverless app opens a connection per request, so the connection path is the h
 ``pgbench -C -S`` opens a new connection for every transaction; with TLS
 (``sslmode=require``) and SCRAM-SHA-256 it measures handshakes per second.  In one run:
 
-- direct Postgres: a plain Postgres of the same version (Debian's 15, as the Argon project here) with TLS and SCRAM on TCP;
+- direct Postgres: a plain Postgres of the same version (Debian's 15, as the Argon
+  project here) with TLS and SCRAM on TCP;
 - PgBouncer alone: PgBouncer (transaction mode, client TLS, SCRAM against an auth file)
   in front of that Postgres;
 - Argon direct: a real Argon platform (``argon start``), the default project's running
@@ -90,7 +91,8 @@ def tls_postgres(root: Path) -> tuple[PgServer, TlsConfig]:
     return server, tls
 
 
-def pgbouncer_alone(root: Path, server: PgServer, tls: TlsConfig) -> tuple[subprocess.Popen[bytes], int]:
+def pgbouncer_alone(root: Path, server: PgServer,
+                    tls: TlsConfig) -> tuple[subprocess.Popen[bytes], int]:
     """PgBouncer with client TLS and SCRAM (verifier in its auth file), as Neon's pooler."""
     owner = server.owner
     port = free_port()
@@ -119,8 +121,9 @@ logfile = {bdir}/pgbouncer.log
 """)
     owner.chown_tree(bdir)
     os.chmod(bdir / "server.key", 0o600)
-    proc = subprocess.Popen([binary, str(bdir / "pgbouncer.ini")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, **owner.popen_kwargs())  # type: ignore[arg-type]
+    proc = subprocess.Popen(  # type: ignore[call-overload]
+        [binary, str(bdir / "pgbouncer.ini")], stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT, **owner.popen_kwargs())
     dsn = f"host=127.0.0.1 port={port} user={USER} password={PASSWORD} dbname={DB} sslmode=require"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -311,7 +314,8 @@ def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int]
         "Neon-style hosts (`ep-x[-pooler].argon.localhost`, routed by SNI, per-name "
         "certificates). Baselines in the same run: a plain PostgreSQL 15 (Debian's; the "
         "embedded build has no TLS) with TLS, and PgBouncer alone (the same PgBouncer binary "
-        "Argon runs, transaction mode, client TLS, SCRAM) in front of it. pgbench, the proxy, PgBouncer and Postgres share the "
+        "Argon runs, transaction mode, client TLS, SCRAM) in front of it. pgbench, the "
+        "proxy, PgBouncer and Postgres share the "
         "2 cores. The last column is the CPU time a new connection costs the process in "
         "front of Postgres (PgBouncer; Argon's one process, proxy, API and control plane "
         "together), median over all cells; pgbench and the Postgres backends cost the rest.",

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 from functools import partial
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import select
 
@@ -151,7 +151,8 @@ class ControlProxyBackend:
         start = asyncio.ensure_future(self.workers.run_wake(ensure_running))
         # the client logs in as soon as the compute lets sessions in; the start records
         # itself (and checks cloud_admin's password) meanwhile
-        await asyncio.wait({early, start}, return_when=asyncio.FIRST_COMPLETED)
+        either: list[asyncio.Future[Any]] = [early, start]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not start.done():
             start.add_done_callback(partial(self._started_late, key))
             return early.result()
