@@ -64,7 +64,7 @@ def _backends_in_authentication(env: ArgonEnv, project: PooledProject) -> int:
         "endpoint"]["branch_id"]
     pid = postmaster_pid(env.home, timeline_of(env.home, branch))
     assert pid is not None, "the compute is not running"
-    # -ww: without it ps cuts each title to $COLUMNS (80 in CI), and a long endpoint
+    # -ww: without it ps cuts each title to $COLUMNS (set in CI), and a long endpoint
     # name pushes "authentication" past that
     out = subprocess.run(["ps", "-ww", "--ppid", str(pid), "-o", "args="],
                          capture_output=True, text=True, check=True).stdout
