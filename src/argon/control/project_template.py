@@ -48,6 +48,7 @@ import psycopg
 from psycopg import sql
 
 from argon.compute import initdb
+from argon.compute.pidfile import alive
 from argon.compute.process import child_env
 from argon.control import sqlexec
 from argon.errors import ArgonError, Conflict
@@ -94,12 +95,12 @@ class TemplateError(ArgonError):
 class ProjectTemplates:
     """Builds (once) and clones the per-version template data directory."""
 
-    def __init__(self, root: Path, driver: CloneDriver, owner: OsUser, *,
-                 spares: bool | None = None) -> None:
+    def __init__(self, root: Path, driver: CloneDriver, owner: OsUser) -> None:
         self.root = root
         self.driver = driver
         self.owner = owner
-        self.spares = driver.name == "copy" if spares is None else spares
+        # a reflink clone costs milliseconds: spares only for byte copies
+        self.spares = driver.name == "copy"
         self._lock = threading.Lock()
         self._refilling = threading.Lock()
         self._cleaned = False
@@ -234,20 +235,10 @@ def _remove_stale_spares(spares: Path, root: Path) -> None:
     for entry in spares.iterdir():
         if entry.name.startswith(".build-"):
             pid = entry.name.split("-")[1]
-            if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or not alive(int(pid))):
                 shutil.rmtree(entry, ignore_errors=True)
         elif not (root / entry.name.rsplit("-", 1)[0]).is_dir():
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def bootstrap(conn: psycopg.Connection, pg_major: int, owner: str, verifier: str,

@@ -7,6 +7,7 @@ clone driver, keeping modes and handing every entry to the Postgres account.
 from __future__ import annotations
 
 import enum
+import filecmp
 import logging
 import os
 import stat
@@ -196,22 +197,13 @@ def _linked(original: str, path: str, st: os.stat_result, name: str, dst_fd: int
         ost = os.stat(original, follow_symlinks=False)
         if not (stat.S_ISREG(ost.st_mode) and ost.st_size == st.st_size
                 and ost.st_mode == st.st_mode and ost.st_uid == st.st_uid
-                and ost.st_gid == st.st_gid and _same_bytes(original, path)):
+                and ost.st_gid == st.st_gid
+                and filecmp.cmp(original, path, shallow=False)):
             return False
         os.link(original, name, dst_dir_fd=dst_fd)
     except OSError:   # gone, another filesystem (EXDEV), too many links (EMLINK): clone
         return False
     return True
-
-
-def _same_bytes(a: str, b: str) -> bool:
-    with open(a, "rb", buffering=0) as fa, open(b, "rb", buffering=0) as fb:
-        while True:
-            chunk = fa.read(1 << 20)
-            if chunk != fb.read(1 << 20):
-                return False
-            if not chunk:
-                return True
 
 
 def _clone_by_path(entry: os.DirEntry[str], dst: str, driver: CloneDriver,

@@ -76,7 +76,13 @@ def test_projects_are_cloned_from_one_template_with_their_own_identity(
 
 
 def _spares(env: ArgonEnv, template: Path) -> list[Path]:
-    return sorted((env.home / "templates" / ".spares").glob(f"{template.name}-*"))
+    """The ready spare clones of ``template``, once one is made (within 60 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = sorted((env.home / "templates" / ".spares").glob(f"{template.name}-*"))
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def test_a_project_takes_a_clone_made_ahead_and_its_snapshot_shares_the_template(
@@ -87,9 +93,6 @@ def test_a_project_takes_a_clone_made_ahead_and_its_snapshot_shares_the_template
     is in its own pg_control); then the next spare is made."""
     major = two_projects[0]["project"]["pg_version"]
     (template,) = (argon_env.home / "templates").glob(f"pg{major}.*")
-    deadline = time.monotonic() + 60
-    while not _spares(argon_env, template) and time.monotonic() < deadline:
-        time.sleep(0.2)
     (spare,) = _spares(argon_env, template)
     spare_inode = (spare / "PG_VERSION").stat().st_ino
 
@@ -108,9 +111,6 @@ def test_a_project_takes_a_clone_made_ahead_and_its_snapshot_shares_the_template
         system_identifier(argon_env, pid, ep) != read_control_file(template).system_identifier
     with psycopg.connect(created["connection_uris"][0]["connection_uri"]) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == ("neondb",)
-    deadline = time.monotonic() + 60
-    while not _spares(argon_env, template) and time.monotonic() < deadline:
-        time.sleep(0.2)
     assert [p.name for p in _spares(argon_env, template)] not in ([], [spare.name])
 
 
