@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import Connection, select, update
 
@@ -36,15 +37,19 @@ class OperationLog:
         self.ctx.locks.claim(f"op:{op_id}")
         return op_id
 
-    def _close(self, op_id: str, status: OperationStatus, error: str | None) -> None:
+    def _close(self, op_id: str, status: OperationStatus, error: str | None,
+               also: Callable[[Connection], object] | None) -> None:
         try:
-            self._settle(op_id, status, error)
+            self._settle(op_id, status, error, also)
         finally:   # released once settled: no moment when it is unfinished and unclaimed
             self.ctx.locks.release_claim(f"op:{op_id}")
 
-    def _settle(self, op_id: str, status: OperationStatus, error: str | None) -> None:
+    def _settle(self, op_id: str, status: OperationStatus, error: str | None,
+                also: Callable[[Connection], object] | None) -> None:
         now = self.ctx.clock()
         with self.ctx.tx() as conn:
+            if also is not None:
+                also(conn)
             row = conn.execute(select(t.operations.c.created_at)
                                .where(t.operations.c.id == op_id)).first()
             if row is None:
@@ -56,12 +61,16 @@ class OperationLog:
                 values["failures_count"] = t.operations.c.failures_count + 1
             conn.execute(update(t.operations).where(t.operations.c.id == op_id).values(**values))
 
-    def finish(self, op_id: str) -> None:
-        self._close(op_id, OperationStatus.FINISHED, None)
+    def finish(self, op_id: str, also: Callable[[Connection], object] | None = None) -> None:
+        """The operation is done; ``also`` writes what it made in the same transaction,
+        so that no crash can leave one of the two without the other."""
+        self._close(op_id, OperationStatus.FINISHED, None, also)
 
-    def fail(self, op_id: str, error: str) -> None:
+    def fail(self, op_id: str, error: str,
+             also: Callable[[Connection], object] | None = None) -> None:
+        """The operation failed; ``also`` (e.g. a state put back) commits with it."""
         logger.warning("operation %s failed: %s", op_id, error)
-        self._close(op_id, OperationStatus.FAILED, error)
+        self._close(op_id, OperationStatus.FAILED, error, also)
 
     def get_many(self, op_ids: list[str]) -> list[Operation]:
         if not op_ids:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Connection, Row, or_, select, update
 
 from argon.compute import ComputeAddress, ComputeSpec, PoolerSpec
 from argon.compute.spec import ComputeMode
@@ -284,13 +284,14 @@ class EndpointRuntime:
         spec = replace(spec, port=port)
         op = self._started_operation(op_record)
         now = self.ctx.clock()
-        with self.ctx.tx() as conn:
+
+        def record_running(conn: Connection) -> None:
             conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
                 state=EndpointState.ACTIVE.value, started_at=now, last_active=now,
                 updated_at=now, **compute_address.recorded_values(address)))
             compute_runs.opened(conn, endpoint_id, row.project_id, row.branch_id,
                                 row.max_cu, now)
-        self.oplog.finish(op)
+        self.oplog.finish(op, also=record_running)
         logger.info("started compute %s on port %d (%s)", endpoint_id, port, address.host)
         self._reload_pooler(spec, address)
         if spec.mode is ComputeMode.PRIMARY:
@@ -322,10 +323,9 @@ class EndpointRuntime:
         back to what it was before the start recorded it "active"."""
         op_record.wait()
         if op_record.result is not None:
-            with self.ctx.tx() as conn:
-                conn.execute(update(t.endpoints).where(t.endpoints.c.id == row.id)
-                             .values(state=row.state, updated_at=self.ctx.clock()))
-            self.oplog.fail(op_record.result, error)
+            self.oplog.fail(op_record.result, error, also=lambda conn: conn.execute(
+                update(t.endpoints).where(t.endpoints.c.id == row.id)
+                .values(state=row.state, updated_at=self.ctx.clock())))
         else:
             logger.warning("could not record the failed start either: %s", op_record.error)
 
