@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from argon.control import (ids, ip_allow, key_scope, logical_replication, project_template,
                            regions, validation)
@@ -152,7 +152,8 @@ class ProjectService:
                 raise
             raise ArgonError(f"project creation failed and was rolled back: {exc}") from exc
         now = self.ctx.clock()
-        with self.ctx.tx() as conn:
+
+        def record_ready(conn: Connection) -> None:
             conn.execute(update(t.branches).where(t.branches.c.id == branch_id).values(
                 state=BranchState.READY.value, updated_at=now))
             conn.execute(t.roles.insert().values(
@@ -162,7 +163,7 @@ class ProjectService:
             conn.execute(t.databases.insert().values(
                 branch_id=branch_id, name=db_name, owner_name=role_name, created_at=now,
                 updated_at=now))
-        self.oplog.finish(op_tl)
+        self.oplog.finish(op_tl, also=record_ready)
         self.ctx.on_endpoints_changed()
         start_ops = self._ops_for(project_id, endpoint_id)
         logger.info("created project %s (%s) with branch %s", project_id, name, branch_id)

@@ -421,12 +421,13 @@ class EndpointRuntime:
             self.oplog.fail(op, str(exc))
             raise
         now = self.ctx.clock()
-        with self.ctx.tx() as conn:
+
+        def record_idle(conn: Connection) -> None:
             conn.execute(update(t.endpoints).where(t.endpoints.c.id == endpoint_id).values(
                 state=EndpointState.IDLE.value, suspended_at=now, updated_at=now,
                 **compute_address.CLEARED))
             compute_runs.closed(conn, endpoint_id, now)
-        self.oplog.finish(op)
+        self.oplog.finish(op, also=record_idle)
         if was_running:
             logger.info("suspended compute %s (%s)", endpoint_id, reason)
         return was_running
