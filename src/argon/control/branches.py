@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 from datetime import datetime
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,7 @@ from argon.control.endpoints import EndpointService
 from argon.control.hosts import connection_uri
 from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
                                   Mutation, Operation, OperationAction, Page, Role)
-from argon.control.operations import OperationLog
+from argon.control.operations import OperationLog, rolled_back
 from argon.control.requests import BranchCreate, BranchRestore, BranchUpdate, EndpointCreate
 from argon.control.restore import Restorer, ephemeral_at, schema_only
 from argon.control.schema_diff import SchemaDiff, branch_schema, compare_schema
@@ -148,7 +149,7 @@ class BranchService:
             self._forget(branch_id, timeline)
             if isinstance(exc, ArgonError):
                 raise
-            raise ArgonError(f"branch creation failed and was rolled back: {exc}") from exc
+            raise rolled_back("branch creation", exc) from exc
         with self.ctx.tx() as conn:
             conn.execute(update(t.branches).where(t.branches.c.id == branch_id).values(
                 state=BranchState.READY.value,
@@ -201,13 +202,23 @@ class BranchService:
             return self.ctx.storage.branch_timeline(
                 child_tl, parent_tl, backup_of(self.ctx.computes, spec))
 
+    def drop_timeline(self, timeline_id: str) -> None:
+        """The files of a timeline no branch references any more (deleted, or replaced by
+        a restore, and recorded so): files that cannot go now go with the next start's
+        storage repair, as after a crash; the change itself is done."""
+        try:
+            self.ctx.storage.delete_timeline(timeline_id)
+        except OSError as e:
+            logger.warning("timeline %s stays on disk until the next start: %s", timeline_id, e)
+
     def _forget(self, branch_id: str, timeline: str) -> None:
         self.ctx.storage.delete_timeline(timeline)
         with self.ctx.tx() as conn:
             conn.execute(delete(t.branches).where(t.branches.c.id == branch_id))
 
-    def _created(self, project_id: str, branch_id: str, endpoints: list[Endpoint],
-                 op_ids: list[str]) -> BranchCreated:
+    def _created(self, project_id: str, branch_id: str,
+                 endpoints: builtins.list[Endpoint],  # the method list() hides the type
+                 op_ids: builtins.list[str]) -> BranchCreated:
         with self.ctx.tx() as conn:
             row = conn.execute(select(t.branches).where(t.branches.c.id == branch_id)).one()
             dbs = conn.execute(select(t.databases).where(t.databases.c.branch_id == branch_id)).all()
@@ -266,14 +277,19 @@ class BranchService:
                 t.endpoints.c.branch_id == row.id)).scalars())
             op = self.oplog.begin(conn, project_id, OperationAction.DELETE_TIMELINE,
                                   branch_id=row.id)
-        with self.ctx.locks.hold(f"branch:{row.id}", what=f"branch {row.name}"):
-            for ep in eps:
-                self.runtime.suspend(ep, reason="branch deleted")
-            with self.ctx.tx() as conn:
-                conn.execute(delete(t.branches).where(t.branches.c.id == row.id))
-            self.ctx.storage.delete_timeline(row.timeline_id)
+        try:
+            with self.ctx.locks.hold(f"branch:{row.id}", what=f"branch {row.name}"):
+                for ep in eps:
+                    self.runtime.suspend(ep, reason="branch deleted")
+                # The row goes with its operation's end, in one commit; the timeline after
+                # it: one left by a crash is unreferenced, and the next start removes it.
+                self.oplog.finish(op, also=lambda conn: conn.execute(
+                    delete(t.branches).where(t.branches.c.id == row.id)))
+        except Exception as exc:
+            self.oplog.fail(op, str(exc))   # the branch stays, whole; a retry may delete it
+            raise
         self.ctx.on_endpoints_changed()
-        self.oplog.finish(op)
+        self.drop_timeline(row.timeline_id)
         self.sizes.pop(row.timeline_id, None)
         logger.info("deleted branch %s (%s)", row.id, row.name)
         return Mutation(self._model(row), self.oplog.get_many([op]))

@@ -12,12 +12,26 @@ from argon.control.context import ControlContext
 from argon.control.models import Operation, OperationAction, OperationStatus, Page
 from argon.control.rows import operation_from_row
 from argon.control.lookup import require_project
-from argon.errors import NotFound
+from argon.errors import ArgonError, NotFound
+from argon.logs import request_id
 from argon.meta import tables as t
 
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
+
+
+def rolled_back(what: str, exc: Exception) -> ArgonError:
+    """The error for an unexpected failure of ``what``, already undone.  The user learns
+    that, and where to look; the cause (its text may quote SQL, paths or a traceback's
+    worth of detail) goes to Argon's log, and stays the ``__cause__`` (a full disk maps
+    to 507 through it)."""
+    logger.error("%s failed and was rolled back", what, exc_info=exc)
+    err = ArgonError(f"{what} failed and was rolled back (an internal error: "
+                     f"{type(exc).__name__}); Argon's log has the details under request id "
+                     f"{request_id.get()}")
+    err.__cause__ = exc
+    return err
 
 
 class OperationLog:

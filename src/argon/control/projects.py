@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from argon.control.hosts import connection_uri
 from argon.control.models import (Branch, BranchState, ConnectionUri, Database, Endpoint,
                                   EndpointSettings, EndpointState, Mutation, Operation,
                                   OperationAction, Page, Project, Role)
-from argon.control.operations import OperationLog
+from argon.control.operations import OperationLog, rolled_back
 from argon.control.project_template import ProjectTemplates, templates_root
 from argon.control.requests import ProjectCreate, ProjectUpdate
 from argon.control.rows import (branch_from_row, database_from_row, endpoint_from_row,
@@ -150,7 +151,7 @@ class ProjectService:
             self._destroy(project_id)
             if isinstance(exc, ArgonError):
                 raise
-            raise ArgonError(f"project creation failed and was rolled back: {exc}") from exc
+            raise rolled_back("project creation", exc) from exc
         now = self.ctx.clock()
 
         def record_ready(conn: Connection) -> None:
@@ -177,14 +178,14 @@ class ProjectService:
                                                        storage.driver, self.ctx.owner)
         return self._project_templates
 
-    def _ops_for(self, project_id: str, endpoint_id: str) -> list[str]:
+    def _ops_for(self, project_id: str, endpoint_id: str) -> builtins.list[str]:
         with self.ctx.tx() as conn:
             return list(conn.execute(select(t.operations.c.id).where(
                 t.operations.c.project_id == project_id,
                 t.operations.c.endpoint_id == endpoint_id)).scalars())
 
     def _created(self, project_id: str, branch_id: str, password: str,
-                 op_ids: list[str]) -> ProjectCreated:
+                 op_ids: builtins.list[str]) -> ProjectCreated:
         with self.ctx.tx() as conn:
             branch = conn.execute(select(t.branches).where(t.branches.c.id == branch_id)).one()
             eps = conn.execute(select(t.endpoints).where(

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from argon.control import ids, validation
 from argon.control.models import Branch, BranchState, Mutation, OperationAction
+from argon.control.operations import rolled_back
 from argon.control.requests import BranchRestore
 from argon.control.timetravel import EphemeralCompute, parse_point
 from argon.errors import ArgonError, Conflict, InvalidInput, NotFound
@@ -87,22 +88,21 @@ class Restorer:
                     self._close_history(row, eps)
                 for ep in eps:
                     self.svc.runtime.suspend(ep, reason=f"branch {row.name} restored")
-                kept_id = self._swap(row, source, new_tl, keep, own, point_lsn, point_time)
+                kept_id = self._swap(op, row, source, new_tl, keep, own, point_lsn, point_time)
                 if not keep:
-                    self.ctx.storage.delete_timeline(row.timeline_id)
+                    self.svc.drop_timeline(row.timeline_id)
                 self.svc.sizes.pop(row.timeline_id, None)
         except Exception as exc:
-            self.svc.oplog.fail(op, str(exc))
-            if not self._referenced(new_tl):
-                self.ctx.storage.delete_timeline(new_tl)
-            with self.ctx.tx() as conn:
-                conn.execute(update(t.branches).where(t.branches.c.id == row.id).values(
-                    state=BranchState.READY.value))
+            if self._referenced(new_tl):   # swapped and recorded as done: nothing to undo
+                raise
+            self.svc.oplog.fail(op, str(exc), also=lambda conn: conn.execute(
+                update(t.branches).where(t.branches.c.id == row.id).values(
+                    state=BranchState.READY.value)))
+            self.ctx.storage.delete_timeline(new_tl)
             if isinstance(exc, ArgonError):
                 raise
-            raise ArgonError(f"restore of {row.name} failed and was rolled back: {exc}") from exc
+            raise rolled_back(f"restore of {row.name}", exc) from exc
         self.ctx.on_endpoints_changed()
-        self.svc.oplog.finish(op)
         for ep in was_running:  # computes come back on the new state (sessions were ended)
             try:
                 self.svc.runtime.ensure_running(ep)
@@ -131,11 +131,13 @@ class Restorer:
             except Exception as e:  # noqa: BLE001 - only improves later time targets
                 logger.info("could not write a closing commit on %s: %s", row.name, e)
 
-    def _swap(self, row, source, new_tl: str, keep: str | None, own: bool,  # type: ignore[no-untyped-def]
+    def _swap(self, op: str, row, source, new_tl: str, keep: str | None, own: bool,  # type: ignore[no-untyped-def]
               point_lsn: str | None, point_time) -> str | None:  # type: ignore[no-untyped-def]
+        """The branch on its new timeline, committed with the operation's end."""
         now = self.ctx.clock()
         kept_id = ids.branch_id() if keep else None
-        with self.ctx.tx() as conn:
+
+        def swap(conn: Connection) -> None:
             parent_id = kept_id if own else source.id
             conn.execute(update(t.branches).where(t.branches.c.id == row.id).values(
                 timeline_id=new_tl, state=BranchState.READY.value, last_reset_at=now,
@@ -160,6 +162,8 @@ class Restorer:
                 conn.execute(t.databases.delete().where(t.databases.c.branch_id == row.id))
                 from argon.control.branches import _copy_roles_and_databases
                 _copy_roles_and_databases(conn, source.id, row.id, now)
+
+        self.svc.oplog.finish(op, also=swap)
         # the branch's Postgres now holds other verifiers: the proxy's cache must drop them
         self.ctx.events.roles_changed(row.id)
         return kept_id

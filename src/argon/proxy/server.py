@@ -9,15 +9,18 @@ clients get a plain transport.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import ipaddress
 import logging
 import select
 import socket
 import struct
+import uuid
 from typing import Any
 
 from argon.errors import Conflict, InvalidInput
+from argon.logs import request_id
 from argon.proxy import pq
 from argon.proxy.backend import ProxyBackend
 from argon.proxy.cancel import CancelMap
@@ -173,7 +176,11 @@ class ProxyServer:
             self.spawn(self._handle_socket(sock, addr, listener))
 
     def spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+        # Each session logs under its own id.  Not the accepting callback's context: a
+        # listener opened inside an API request would give every session that request's id.
+        context = contextvars.Context()
+        context.run(request_id.set, str(uuid.uuid4()))
+        task = asyncio.create_task(coro, context=context)
         self._sessions.add(task)
         task.add_done_callback(self._sessions.discard)
 

@@ -9,6 +9,8 @@ others.  Created on first use: nothing starts at import.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,14 +29,21 @@ class ProxyWorkers:
         self.quick = ThreadPoolExecutor(quick_threads, thread_name_prefix="argon-proxy")
 
     async def run_wake(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.wakes, fn, *args)
+        return await _in_thread(self.wakes, fn, *args)
 
     async def run_quick(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.quick, fn, *args)
+        return await _in_thread(self.quick, fn, *args)
 
     def shutdown(self) -> None:
         self.wakes.shutdown(wait=False, cancel_futures=True)
         self.quick.shutdown(wait=False, cancel_futures=True)
+
+
+async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: object) -> T:
+    # with the caller's context (as asyncio.to_thread): what a wake logs in its thread
+    # carries the session's id
+    run = functools.partial(contextvars.copy_context().run, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(pool, run)
 
 
 _shared: ProxyWorkers | None = None

@@ -34,18 +34,25 @@ if TYPE_CHECKING:
 
 
 class BackupStopped(Protocol):
-    lsn: Lsn
-    labelfile: str
-    spcmapfile: str
+    # read-only members (storage only reads them), so a frozen dataclass satisfies them
+    @property
+    def lsn(self) -> Lsn: ...
+    @property
+    def labelfile(self) -> str: ...
+    @property
+    def spcmapfile(self) -> str: ...
 
 
 class BackupWindow(Protocol):
     """A running compute inside ``pg_backup_start``/``pg_backup_stop`` (compute/backup.py
     ``OnlineBackup``): ``stopped`` is set once the window closed."""
 
-    wal_segment_size: int
-    log_directory: str
-    stopped: BackupStopped | None
+    @property
+    def wal_segment_size(self) -> int: ...
+    @property
+    def log_directory(self) -> str: ...
+    @property
+    def stopped(self) -> BackupStopped | None: ...
 
 
 # label -> the window, entered by storage around its copy (compute/backup.py backup_of)
