@@ -295,7 +295,7 @@ class ComputeManager:
         hot standby's status line also reads "ready"); and the check that cloud_admin's
         password is the spec's."""
         try:
-            with self._connect(spec, at, pf.port, "postgres", None, True) as conn:
+            with self._check_session(spec, at, pf) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         except psycopg.OperationalError as exc:
             if _auth_refused(exc):
@@ -307,6 +307,17 @@ class ComputeManager:
                 self._write_hba(spec, at, pf, bootstrap=True)
             return False
         return spec.mode is ComputeMode.REPLICA or (row is not None and not row[0])
+
+    def _check_session(self, spec: ComputeSpec, at: Placement, pf: PidFile
+                       ) -> psycopg.Connection:
+        if spec.warm_database != "postgres":
+            try:
+                return self._connect(spec, at, pf.port, spec.warm_database, None, True)
+            except psycopg.OperationalError as exc:
+                if not _no_database(exc):
+                    raise
+                # dropped with SQL since the metadata last heard of it: only a warm-up lost
+        return self._connect(spec, at, pf.port, "postgres", None, True)
 
     # -- cloud_admin's password ----------------------------------------------------------
 
@@ -459,6 +470,11 @@ def _auth_refused(exc: psycopg.OperationalError) -> bool:
     text = str(exc)
     return (getattr(exc, "sqlstate", None) == "28P01" or "password authentication failed" in text
             or "no password supplied" in text)
+
+
+def _no_database(exc: psycopg.OperationalError) -> bool:
+    return getattr(exc, "sqlstate", None) == "3D000" or (
+        "database" in str(exc) and "does not exist" in str(exc))
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

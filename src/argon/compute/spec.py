@@ -75,6 +75,10 @@ class ComputeSpec:
     # cloud_admin's password (per project, see control/admin_password.py): every
     # connection Argon makes to the compute, and its PgBouncer's auth_user, log in with it
     admin_password: str = field(default="", repr=False)
+    # where Argon's own check of a fresh start logs in: the branch's first database, so
+    # that catalog caches Postgres drops at every start (its relcache init files) are
+    # built again before the first client (a branch's or a project's) logs in there
+    warm_database: str = "postgres"
 
     @property
     def read_only(self) -> bool:

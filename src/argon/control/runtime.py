@@ -107,10 +107,14 @@ class EndpointRuntime:
     def _read(self, endpoint_id: str, port: int | None = None) -> tuple[ComputeSpec, Row]:
         """The endpoint's spec and its row (state, recorded address, ids), in one query:
         the wake path reads nothing else before the spawn."""
+        first_database = (select(t.databases.c.name)
+                          .where(t.databases.c.branch_id == t.endpoints.c.branch_id)
+                          .order_by(t.databases.c.id).limit(1).scalar_subquery())
         with self.ctx.tx() as conn:
             row = conn.execute(
                 select(t.endpoints, t.branches.c.timeline_id, t.projects.c.pg_version,
-                       t.projects.c.settings.label("project_settings"))
+                       t.projects.c.settings.label("project_settings"),
+                       first_database.label("first_database"))
                 .join(t.branches, t.branches.c.id == t.endpoints.c.branch_id)
                 .join(t.projects, t.projects.c.id == t.endpoints.c.project_id)
                 .where(t.endpoints.c.id == endpoint_id)).first()
@@ -132,6 +136,7 @@ class EndpointRuntime:
             pg_settings=dict(row.pg_settings or {}),
             logical_replication=logical_replication_enabled(row.project_settings),
             admin_password=self.admin_passwords.for_project(row.project_id),
+            warm_database=row.first_database or "postgres",
         )
 
     def pooler_spec(self, compute: ComputeSpec, upstream: ComputeAddress | None = None
