@@ -278,6 +278,8 @@ class ComputeManager:
                 if tell is not None:   # once: client sessions may begin
                     tell(_as_process(pf, at).address)
                     tell = None
+                    # a client logs in meanwhile and builds its database's caches itself
+                    spec = replace(spec, warm_database="postgres")
                 if self._accepts(spec, at, pf):
                     logger.info("compute %s: ready (pid %d, port %d)", spec.endpoint_id,
                                 pf.pid, pf.port)

@@ -77,7 +77,8 @@ class ComputeSpec:
     admin_password: str = field(default="", repr=False)
     # where Argon's own check of a fresh start logs in: the branch's first database, so
     # that catalog caches Postgres drops at every start (its relcache init files) are
-    # built again before the first client (a branch's or a project's) logs in there
+    # built again before the first client (a new branch's) logs in there.  Not when a
+    # client was let in early (a wake's): it builds them itself meanwhile.
     warm_database: str = "postgres"
 
     @property
