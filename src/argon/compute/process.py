@@ -267,6 +267,8 @@ class ComputeManager:
         # a replica stays in recovery (standby); a static compute is a promoted clone
         replica = spec.mode is ComputeMode.REPLICA
         wanted = {STATUS_READY, STATUS_STANDBY} if replica else {STATUS_READY}
+        # a client let in early builds its own database's caches: check where none is
+        check_db = "postgres" if tell is not None else spec.warm_database
         deadline = time.monotonic() + self.start_timeout
         while True:
             code = proc.poll()
@@ -278,9 +280,7 @@ class ComputeManager:
                 if tell is not None:   # once: client sessions may begin
                     tell(_as_process(pf, at).address)
                     tell = None
-                    # a client logs in meanwhile and builds its database's caches itself
-                    spec = replace(spec, warm_database="postgres")
-                if self._accepts(spec, at, pf):
+                if self._accepts(spec, at, pf, check_db):
                     logger.info("compute %s: ready (pid %d, port %d)", spec.endpoint_id,
                                 pf.pid, pf.port)
                     return _as_process(pf, at)
@@ -292,12 +292,12 @@ class ComputeManager:
                                    f"{self.start_timeout:.0f} s", log_offset)
             time.sleep(STATUS_POLL_SECONDS)
 
-    def _accepts(self, spec: ComputeSpec, at: Placement, pf: PidFile) -> bool:
+    def _accepts(self, spec: ComputeSpec, at: Placement, pf: PidFile, dbname: str) -> bool:
         """One real session: computes other than replicas must have left recovery (a
         hot standby's status line also reads "ready"); and the check that cloud_admin's
         password is the spec's."""
         try:
-            with self._check_session(spec, at, pf) as conn:
+            with self._check_session(spec, at, pf, dbname) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         except psycopg.OperationalError as exc:
             if _auth_refused(exc):
@@ -310,11 +310,11 @@ class ComputeManager:
             return False
         return spec.mode is ComputeMode.REPLICA or (row is not None and not row[0])
 
-    def _check_session(self, spec: ComputeSpec, at: Placement, pf: PidFile
-                       ) -> psycopg.Connection:
-        if spec.warm_database != "postgres":
+    def _check_session(self, spec: ComputeSpec, at: Placement, pf: PidFile,
+                       dbname: str) -> psycopg.Connection:
+        if dbname != "postgres":
             try:
-                return self._connect(spec, at, pf.port, spec.warm_database, None, True)
+                return self._connect(spec, at, pf.port, dbname, None, True)
             except psycopg.OperationalError as exc:
                 if not _no_database(exc):
                     raise

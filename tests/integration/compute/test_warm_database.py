@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-import pytest
+import psycopg
 
 from argon.compute import ComputeManager, ComputeSpec, ComputeState
 from tests.fixtures.argon_env import ArgonEnv
 from tests.fixtures.compute import place
-from tests.fixtures.faults import timeline_of
-from tests.integration.core.helpers import connect, create_branch, new_project
+from tests.integration.core.helpers import create_branch, new_project
 
 
 def _cache_file(spec: ComputeSpec, db_oid: int) -> Path:
@@ -61,14 +61,17 @@ def test_a_warm_database_dropped_meanwhile_does_not_stop_the_start(
 def test_a_new_branchs_database_has_its_caches_before_its_first_client(
         argon_env: ArgonEnv) -> None:
     env = argon_env
-    if not env.metadata_url.startswith("sqlite:///"):
-        pytest.skip("finds the branch's timeline in SQLite metadata; this Argon keeps it "
-                    "elsewhere")
     pid = new_project(env, "warm-database")["project"]["id"]
-    bid = create_branch(env, pid, "warm")["branch"]["id"]
-    pgdata = env.home / "timelines" / timeline_of(env.home, bid) / "pgdata"
-    built = {p.parent.name for p in (pgdata / "base").glob("*/pg_internal.init")}
-    with connect(env, pid, bid) as conn:   # the client's own database, asked afterwards
-        row = conn.execute("SELECT oid FROM pg_database "
-                           "WHERE datname = current_database()").fetchone()
-    assert row is not None and str(row[0]) in built, (row, built)
+    created = create_branch(env, pid, "warm")
+    uri = created["connection_uris"][0]["connection_uri"]
+    # asked through another database, so that this session builds no cache of the first
+    with psycopg.connect(_on_database(uri, "postgres"), autocommit=True) as conn:
+        pgdata = Path(str(conn.execute("SHOW data_directory").fetchone()[0]))  # type: ignore[index]
+        oid = conn.execute("SELECT oid FROM pg_database WHERE datname = 'neondb'").fetchone()
+    assert oid is not None
+    assert (pgdata / "base" / str(oid[0]) / "pg_internal.init").exists()
+
+
+def _on_database(uri: str, dbname: str) -> str:
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path=f"/{dbname}"))
