@@ -9,9 +9,12 @@ A serverless app opens a connection per request, so the connection path is the h
 - PgBouncer alone: PgBouncer (transaction mode, client TLS, SCRAM against an auth file)
   in front of that Postgres;
 - Argon direct: a real Argon platform (``argon start``), the default project's running
-  endpoint through the proxy's direct door (the proxy authenticates, then logs in to the
-  compute with SCRAM; that login begins while the client authenticates,
-  ``argon.proxy.early``);
+  endpoint through the proxy's direct door (the proxy authenticates, then starts the
+  session on a backend an earlier session of the role left, reset with ``DISCARD ALL``,
+  ``argon.proxy.backend_reset``, or else logs in to the compute with SCRAM, a login begun
+  while the client authenticates, ``argon.proxy.early``);
+- Argon direct, no kept backends: a second Argon with ``--no-keep-direct-backends``, every
+  direct connection on a backend of its own (a fork and a SCRAM login on the compute);
 - Argon pooled: the same endpoint through its ``-pooler`` door (proxy, then PgBouncer;
   sessions start on ready PgBouncer logins, ``argon.proxy.spares``);
 - with ``--neon-style`` (root, names under ``argon.localhost`` resolving): a second Argon
@@ -58,6 +61,7 @@ from tests.fixtures.common import free_port  # noqa: E402
 from tests.fixtures.pgserver import PgServer, make_pg_server  # noqa: E402
 
 USER, PASSWORD, DB = "bench", "bench-pw-123", "postgres"
+UNKEPT = "Argon proxy, direct host, no kept backends"
 # Debian's PostgreSQL 15: the embedded wheel's build has no SSL, and the direct baseline
 # needs TLS; Argon's project in this benchmark runs the same version.
 PG_VERSION = 15
@@ -222,6 +226,13 @@ def main() -> None:
             "Argon proxy, direct host": target(uri),
             "Argon proxy, pooled host": target(pooled_uri),
         }
+        env_of = {name: envs[0] for name in targets if name.startswith("Argon")}
+        # the same direct door with every connection on a backend of its own
+        unkept = make_env("bench-unkept", ["--no-keep-direct-backends"])
+        envs.append(unkept)
+        unkept.start(timeout=300)
+        targets[UNKEPT] = target(argon_uris(unkept)[0])
+        env_of[UNKEPT] = unkept
         if args.neon_style:
             neon = make_env("bench-neon-style", ["--neon-style"])
             envs.append(neon)
@@ -229,6 +240,8 @@ def main() -> None:
             n_uri, n_pooled = argon_uris(neon)
             targets["Argon, Neon-style host (SNI)"] = target(n_uri)
             targets["Argon, Neon-style pooled host (SNI)"] = target(n_pooled)
+            env_of["Argon, Neon-style host (SNI)"] = neon
+            env_of["Argon, Neon-style pooled host (SNI)"] = neon
             ca = str(neon.home / "tls" / "ca.crt")
             https = sql_p50(f"https://api.{NEON_STYLE_DOMAIN}/sql", n_uri, 200, ca)
             plain = sql_p50(f"http://127.0.0.1:{neon.http_port}/sql", n_uri, 200, False)
@@ -239,8 +252,7 @@ def main() -> None:
         # whose CPU a new connection costs in front of Postgres (Argon's is the one
         # process that holds the proxy, the API and the control plane)
         fronts = {"PgBouncer alone (TLS)": bouncer.pid}
-        fronts.update({name: _pid(envs[1] if "Neon-style" in name else envs[0])
-                       for name in targets if name.startswith("Argon")})
+        fronts.update({name: _pid(env) for name, env in env_of.items()})
         clients = [int(c) for c in args.clients.split(",")]
         for c in clients:
             for _ in range(args.repeat):   # interleaved, so drift hits every target alike
@@ -305,8 +317,12 @@ def write(targets: dict[str, tuple[str, int, str, str, str]], clients: list[int]
         f"`pgbench -C -S` (a new TLS + SCRAM-SHA-256 connection per transaction, "
         f"sslmode=require), {args.seconds} s per cell, median of {args.repeat} interleaved "
         "runs. Argon rows go through a real `argon start` platform to a running PostgreSQL 15 "
-        "endpoint (the proxy authenticates the client, then logs in to the compute with "
-        "SCRAM using the client's key, a login begun while the client authenticates; pooled rows "
+        "endpoint (the proxy authenticates the client; direct rows then start the session on "
+        "a Postgres backend an earlier session of the same role left, reset with DISCARD ALL "
+        "and checked against the role's login settings, `argon.proxy.backend_reset`, or else "
+        "log in to the compute with SCRAM using the client's key, a login begun while the "
+        "client authenticates, which is all the \"no kept backends\" row does, an Argon "
+        "started with `--no-keep-direct-backends`; pooled rows "
         "add PgBouncer 1.24 in transaction mode, sessions starting on ready PgBouncer "
         "logins, a session that left PgBouncer no state handing its login to the next "
         "client, `argon.proxy.reuse`): "

@@ -33,7 +33,8 @@ class Gateway:
         self.settings = settings
         self.backend = ControlProxyBackend(services)
         self.tls = TlsConfig.ensure(settings.home / "tls", settings.domain)
-        self.proxy = ProxyServer(self.backend, self.tls, settings.domain)
+        self.proxy = ProxyServer(self.backend, self.tls, settings.domain,
+                                 keep_direct_backends=settings.keep_direct_backends)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sync_lock = asyncio.Lock()
         self._http: Any = None

@@ -116,9 +116,14 @@ def _proxy_families(m: dict[str, Any]) -> Iterator[Any]:
                       "authentication (used, discarded or failed)"),
                      ("early_failures", "Compute logins begun during a client's "
                       "authentication that the compute did not answer in time"),
-                     ("spare_logins", "Pooled sessions started on a ready PgBouncer login"),
+                     ("spare_logins", "Sessions started on a ready login (a PgBouncer "
+                      "login, or a compute backend on a direct door)"),
                      ("reused_logins", "PgBouncer logins kept for the next client after a "
-                      "session that left no state")):
+                      "session that left no state"),
+                     ("reset_backends", "Direct-door backends kept for the next client "
+                      "after a clean session and DISCARD ALL"),
+                     ("stale_backends", "Kept direct-door backends closed instead of "
+                      "used: the role's login settings changed since, or the reset failed")):
         yield CounterMetricFamily(f"argon_proxy_{key}", doc, value=m.get(key, 0))
     yield GaugeMetricFamily("argon_proxy_connections_active", "Open client connections",
                             value=m.get("connections_active", 0))

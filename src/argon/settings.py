@@ -51,6 +51,10 @@ class Settings:
     # s3://bucket/prefix: every timeline's WAL also goes to this bucket (AWS_* variables
     # give endpoint, region and credentials); None: local archives only
     object_store_url: str | None = None
+    # A direct session that ended cleanly leaves its Postgres backend, after DISCARD ALL,
+    # to the next client of the role (argon.proxy.backend_reset); False: every direct
+    # connection gets a backend of its own, as on Neon (slower: a fork and a login each)
+    keep_direct_backends: bool = True
 
     @property
     def db_url(self) -> str:

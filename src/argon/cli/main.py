@@ -82,6 +82,12 @@ def start(
         envvar="ARGON_METADATA_URL", show_envvar=True,
         help="Metadata on Postgres (postgresql://user:password@host:port/db) instead of "
              "SQLite in the home.")] = None,
+    keep_direct_backends: Annotated[bool, typer.Option(
+        envvar="ARGON_KEEP_DIRECT_BACKENDS",
+        help="Let a direct session that ended cleanly leave its Postgres backend, after "
+             "DISCARD ALL, to the next client of the same role (as PgBouncer's session "
+             "mode). --no-keep-direct-backends: a new backend per direct connection, as on "
+             "Neon.")] = True,
 ) -> None:
     """Start Argon in the foreground; Ctrl-C or SIGTERM stops everything cleanly."""
     from argon.home import set_private_umask  # noqa: PLC0415
@@ -110,7 +116,8 @@ def start(
                         https_port=https_port, clone_driver=clone_driver,
                         storage_pool=storage_pool, monitoring_interval=monitoring_interval,
                         object_store_url=object_store or None,
-                        metadata_url=metadata_url or None)
+                        metadata_url=metadata_url or None,
+                        keep_direct_backends=keep_direct_backends)
     platform = Platform(settings)
     try:
         with console.status("preparing the home, metadata and default project..."):

@@ -38,6 +38,7 @@ from argon.compute.spec import (ComputeAddress, ComputeMode, ComputeProcess, Com
                                 ComputeState)
 from argon.errors import InvalidInput, NotFound, Unavailable
 from argon.pg import OsUser
+from argon.pg.sessions import ARGON_APPLICATION_NAME, KEPT_LOGIN_MARKER
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ STOP_SIGNALS: dict[str, signal.Signals] = {
     "immediate": signal.SIGQUIT,  # no shutdown checkpoint; crash recovery at next start
 }
 
-APPLICATION_NAME = "argon"      # Argon's own sessions; client_sessions() skips them
+APPLICATION_NAME = ARGON_APPLICATION_NAME   # Argon's own sessions; client_sessions() skips them
 READY_POLL_SECONDS = 0.005
 # postmaster.pid's status line while a start waits: a read of a few bytes, so polled
 # often; each poll missed is a millisecond of every wake
@@ -141,13 +142,16 @@ class ComputeManager:
     def client_sessions(self, spec: ComputeSpec) -> int:
         """Client backends other than Argon's own (used to decide idleness), and logical
         walsenders (a subscriber's, connected to a database): a subscriber keeps its
-        publisher awake as on Neon; physical ones (a replica's) do not."""
+        publisher awake as on Neon; physical ones (a replica's) do not.  Backends the
+        proxy keeps for a direct door's next client (idle, the proxy's marked query their
+        last, ``argon.proxy.backend_reset``) are not sessions."""
         with self.connect(spec) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE (backend_type = 'client backend'"
                 " OR (backend_type = 'walsender' AND datname IS NOT NULL))"
-                " AND application_name IS DISTINCT FROM %s AND pid <> pg_backend_pid()",
-                (APPLICATION_NAME,)).fetchone()
+                " AND application_name IS DISTINCT FROM %s AND pid <> pg_backend_pid()"
+                " AND NOT (state = 'idle' AND starts_with(query, %s))",
+                (APPLICATION_NAME, KEPT_LOGIN_MARKER)).fetchone()
         return int(row[0]) if row else 0
 
     # -- start ---------------------------------------------------------------------------

@@ -19,8 +19,10 @@ class ProxyMetrics:
     early_connections: int = 0   # compute logins that overlapped the client's own
     early_attempts: int = 0      # such logins begun (used, discarded or failed)
     early_failures: int = 0      # begun but the compute did not answer: login after auth
-    spare_logins: int = 0        # pooled sessions that took a ready PgBouncer login
+    spare_logins: int = 0        # sessions that took a ready login (PgBouncer or backend)
     reused_logins: int = 0       # PgBouncer logins kept after a clean session
+    reset_backends: int = 0      # direct-door backends kept after a clean session's reset
+    stale_backends: int = 0      # kept backends closed: login settings changed, reset failed
 
     def snapshot(self) -> dict[str, object]:
         return {"connections_total": self.connections_total,
@@ -33,4 +35,6 @@ class ProxyMetrics:
                 "early_attempts": self.early_attempts,
                 "early_failures": self.early_failures,
                 "spare_logins": self.spare_logins,
-                "reused_logins": self.reused_logins}
+                "reused_logins": self.reused_logins,
+                "reset_backends": self.reset_backends,
+                "stale_backends": self.stale_backends}

@@ -1,4 +1,4 @@
-"""Whether a pooled session's PgBouncer login can serve the next client of its role.
+"""Whether a session's login can serve the next client of its role.
 
 A pooled client that opens a connection per request costs PgBouncer and the proxy a
 whole second login (connect, startup, two SCRAM round trips) after the client's own.  In
@@ -15,6 +15,12 @@ bodies are skipped by length).  Anything it does not vouch for ends the watch an
 login is closed as before: a named ``Parse``, any ``ParameterStatus`` or notification
 from the server, a Terminate with a query still unanswered, more than ``WATCH_BYTES``
 relayed (a long session pays the parsing only up to there).
+
+On a direct door (``resettable``) the login is a Postgres backend, and the proxy resets it
+with ``DISCARD ALL`` before keeping it (``argon.proxy.backend_reset``), as PgBouncer's
+session mode does: named statements, parameters and notifications are then allowed, and
+only a session that ended cleanly (idle, nothing unanswered) is kept.  In both modes an
+extended-protocol batch the client never closed with Sync keeps the login from reuse.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ TERMINATE = b"X\x00\x00\x00\x04"
 WATCH_BYTES = 256 * 1024
 # Client messages each answered by exactly one ReadyForQuery.
 _ANSWERED = frozenset(b"QSF")
+# Extended-protocol messages: state on the server until a Sync closes their batch.
+_BATCHED = frozenset(b"PBEDCH")
 # Server messages that leave state with this client: changed reported parameters,
 # notifications of a LISTEN.
 _STATEFUL_SERVER = frozenset(b"SA")
@@ -76,9 +84,11 @@ class _Headers:
 class LoginWatch:
     """One pooled session's watch; ``released`` resolves when its login can be kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resettable: bool = False) -> None:
         self.released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.resettable = resettable   # the login is reset before reuse (a direct door)
         self.watching = True
+        self._open_batch = False       # extended-protocol messages not yet closed by Sync
         self._unanswered = 0
         self._idle = True
         self._bytes = 0
@@ -117,7 +127,7 @@ class LoginWatch:
         if at < 0:
             return data
         if (at + len(TERMINATE) == len(data) and self._unanswered == 0 and self._idle
-                and data.endswith(TERMINATE)):
+                and not self._open_batch and data.endswith(TERMINATE)):
             self.watching = False
             if self.on_release is not None:
                 self.on_release()
@@ -131,10 +141,13 @@ class LoginWatch:
         if kind in _ANSWERED:
             self._unanswered += 1
             self._idle = False
-        elif kind == 0x50:            # 'P' Parse: only the unnamed statement is stateless
-            return first == 0
+            self._open_batch = False
         elif kind == 0x58:            # 'X' Terminate
             self._terminate_at = start
+        elif kind in _BATCHED:
+            self._open_batch = True
+            # 'P' Parse: only the unnamed statement is stateless, unless the login is reset
+            return kind != 0x50 or first == 0 or self.resettable
         return True
 
     # -- PgBouncer -> client ---------------------------------------------------------------
@@ -149,4 +162,4 @@ class LoginWatch:
             self._unanswered -= 1
             self._idle = self._unanswered == 0 and first == 0x49
             return self._unanswered >= 0
-        return kind not in _STATEFUL_SERVER
+        return self.resettable or kind not in _STATEFUL_SERVER

@@ -64,7 +64,8 @@ class ProxyServer:
     """The Postgres side of the proxy.  HTTP/WebSocket: see ``argon.proxy.http``."""
 
     def __init__(self, backend: ProxyBackend, tls: TlsConfig | None, domain: str | None, *,
-                 auth_timeout: float = 30.0, handshake_timeout: float = 10.0) -> None:
+                 auth_timeout: float = 30.0, handshake_timeout: float = 10.0,
+                 keep_direct_backends: bool = True) -> None:
         self.backend = backend
         self.tls = tls
         self.domain = domain
@@ -74,6 +75,8 @@ class ProxyServer:
         self.cancels = CancelMap()
         self.early = EarlyConnections(backend, self.metrics)
         self.spares = SparePool()
+        # direct sessions' backends kept for the next client (argon.proxy.backend_reset)
+        self.keep_direct_backends = keep_direct_backends
         self.plaintext_loopback = tls.allow_plaintext_loopback if tls else True
         self._ssl = tls.server_context() if tls else None
         # the default certificate's; a connection shown a minted leaf gets that one's

@@ -22,6 +22,7 @@ from argon.proxy import pq
 from argon.proxy.auth.scram import ScramServer, mechanisms
 from argon.proxy.auth.scram_client import ScramKeys, client_key_from_password
 from argon.proxy.backend import ComputeAddress
+from argon.proxy.backend_reset import fit_for_login, reset_backend
 from argon.proxy.dial import open_compute
 from argon.proxy.compute_login import (MAX_COMPUTE_STARTUP_MESSAGE, answer_auth, finish_scram,
                                       open_spare)
@@ -357,6 +358,7 @@ class Session:
         self.auth_tail = b""
         reply: list[tuple[bytes, bytes]] = []      # kept with the login if it is reused
         backend_key = b""
+        retried = False
         proxy_key: tuple[int, bytes] | None = None
         try:
             while True:
@@ -372,6 +374,16 @@ class Session:
                     proxy_key = proxy.cancels.register(address, pq.int32(body), body[4:])
                     out += pq.backend_key_data(*proxy_key)
                     continue
+                if kind == b"E" and not pooled and not retried and _too_many_clients(body) \
+                        and proxy.spares.discard_backends(address):
+                    # the compute's slots went to backends kept for later clients: free
+                    # them and log in once more
+                    retried = True
+                    compute.close()
+                    compute, address = await self._connect(endpoint, pooled)
+                    self.compute = compute
+                    compute.write(pq.startup_message(params))
+                    continue
                 if kind == b"E":   # e.g. database does not exist: Postgres' own error
                     client.write(bytes(out) + _startup_error(body))
                     self.outcome = "compute_error"
@@ -381,11 +393,12 @@ class Session:
                 if kind == b"Z":
                     break
             client.write(bytes(out))
-            if spare_at is not None and keys is not None and (
+            if pooled and spare_at is not None and keys is not None and (
                     spare is None or not proxy.spares.has(spare_at)):
-                # a ready login for a concurrent client of this role (argon.proxy.spares)
+                # a ready login for a concurrent client of this role (argon.proxy.spares);
+                # a direct door keeps its sessions' own backends instead (no extra ones)
                 proxy.spares.refill(spare_at, lambda: open_spare(address, params, keys))
-            watch = (LoginWatch() if spare_at is not None and backend_key
+            watch = (LoginWatch(resettable=not pooled) if spare_at is not None and backend_key
                      and isinstance(client, PgSide) else None)
             proxy.backend.session_started(endpoint)
             try:
@@ -400,10 +413,21 @@ class Session:
                 # the session left the login as fresh: the next client of the role gets it
                 proxy.metrics.bytes_to_clients += compute.bytes_in
                 compute.bytes_in = 0
-                if proxy.spares.give_back(spare_at, Spare(compute, address, reply,
-                                                          backend_key)):
+                login_names = b""
+                if not pooled:   # a compute backend: DISCARD ALL first
+                    kept = await reset_backend(
+                        compute, reply, spare.login_names if spare is not None else None)
+                    if kept is None:
+                        proxy.metrics.stale_backends += 1
+                        return
+                    reply, login_names = kept
+                if proxy.spares.give_back(spare_at, Spare(compute, address, reply, backend_key,
+                                                          not pooled, login_names)):
                     self.compute = None      # not closed by run()
-                    proxy.metrics.reused_logins += 1
+                    if not pooled:
+                        proxy.metrics.reset_backends += 1
+                    else:
+                        proxy.metrics.reused_logins += 1
         finally:
             if proxy_key is not None:
                 proxy.cancels.unregister(*proxy_key)
@@ -437,8 +461,11 @@ class Session:
 
     def _spare_key(self, endpoint: str, pooled: bool, params: dict[str, str],
                    stored_key: bytes) -> SpareKey | None:
-        """Where this session's spare logins are kept: pooled doors of running computes."""
-        if not pooled or self.at is not None:
+        """Where this session's spare logins are kept: both doors of running computes
+        (a time-travel compute is made for its one session); never for a replication
+        connection (a walsender's state is not a session's)."""
+        if (self.at is not None or _replication(params)
+                or not (pooled or self.proxy.keep_direct_backends)):
             return None
         address = self.proxy.backend.known_route(endpoint, pooled)
         if address is None:
@@ -447,11 +474,20 @@ class Session:
 
     async def _take_spare(self, endpoint: str, pooled: bool,
                           key: SpareKey | None) -> Spare | None:
-        spare = self.proxy.spares.take(key) if key is not None else None
+        if key is None:
+            return None
+        spare = self.proxy.spares.take(key)
         if spare is None:
             return None
         if await self._wake(endpoint, pooled) != spare.address:   # counts as activity
             spare.side.close()
+            return None
+        if spare.backend and not await fit_for_login(spare.side, spare.login_names):
+            # a login of the role would read other settings now: so would its other
+            # kept backends, made before the same change
+            spare.side.close()
+            self.proxy.spares.discard(key)
+            self.proxy.metrics.stale_backends += 1
             return None
         self.proxy.metrics.spare_logins += 1
         return spare
@@ -485,6 +521,16 @@ UNSUPPORTED_PARAMETER_ADVICE = (
     ". Please use unpooled connection or remove this parameter from the startup package. "
     "More details: https://neon.tech/docs/connect/connection-errors"
     "#unsupported-startup-parameter")
+
+
+def _replication(params: dict[str, str]) -> bool:
+    """Whether the startup asks for a walsender (``replication=true|database``)."""
+    value = params.get("replication", "").lower()
+    return value not in ("", "false", "off", "no", "0")
+
+
+def _too_many_clients(body: bytes) -> bool:
+    return pq.parse_error_fields(body).get("C") == "53300"
 
 
 def _startup_error(body: bytes) -> bytes:

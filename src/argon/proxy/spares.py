@@ -1,4 +1,4 @@
-"""Spare logins to an endpoint's PgBouncer, ready for the next pooled client.
+"""Spare logins to an endpoint's PgBouncer or compute, ready for the next client.
 
 A pooled client costs the proxy a second login after its own: connect to PgBouncer,
 startup, two SCRAM round trips.  A PgBouncer client connection in transaction mode holds
@@ -7,13 +7,18 @@ more login with the same role, database and startup parameters (and the same key
 keeps it for the next client that authenticates as that role: that client's session
 starts as soon as its own SCRAM exchange ends.
 
-Only pooled doors get spares: a spare on a compute would be a Postgres backend that
-shows in ``pg_stat_activity``, counts against ``max_connections`` and was started
-before its client (role settings read then).  A spare is keyed by the PgBouncer address,
-the startup parameters and the role's StoredKey (a changed password never reuses an old
-login), lives ``SPARE_TTL`` seconds, and is dropped if PgBouncer closes or writes to it.
-A session's own login comes back here when it ended leaving PgBouncer nothing of it
+A spare is keyed by the address (PgBouncer's or the compute's), the startup parameters
+and the role's StoredKey (a changed password never reuses an old login), lives
+``SPARE_TTL`` seconds, and is dropped if the other end closes or writes to it.  A
+session's own login comes back here when it ended leaving nothing of it
 (``argon.proxy.reuse``), so a client that connects per request costs no new login.
+
+On a direct door only sessions' own backends are kept (the proxy opens no extra ones): a
+kept backend shows in ``pg_stat_activity`` as idle and counts against ``max_connections``,
+so a compute keeps at most ``BACKENDS_PER_COMPUTE`` of them, and a login the compute
+refuses for want of slots makes the proxy close them (``discard_backends``).  Before a
+client gets one the proxy checks that a new login of the role would start the same way,
+and a backend comes back here only through ``DISCARD ALL`` (``argon.proxy.backend_reset``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ logger = logging.getLogger(__name__)
 SPARE_TTL = 10.0
 SPARES_PER_KEY = 8
 SPARES_TOTAL = 256
+# Kept direct-door backends per compute (each holds one of its max_connections slots).
+BACKENDS_PER_COMPUTE = 16
 
 SpareKey = tuple[ComputeAddress, tuple[tuple[str, str], ...], bytes]
 
@@ -45,6 +52,8 @@ class Spare:
     address: ComputeAddress
     reply: list[tuple[bytes, bytes]]       # PgBouncer's messages after AuthenticationOk
     backend_key: bytes                     # its BackendKeyData body (pid, secret)
+    backend: bool = False                  # a direct door's compute backend (reset)
+    login_names: bytes = b""               # its settings from pg_db_role_setting
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     def usable(self) -> bool:
@@ -67,6 +76,26 @@ class SparePool:
             spare.side.close()
         return None
 
+    def discard(self, key: SpareKey) -> None:
+        """Close every spare of ``key`` (they no longer match a fresh login)."""
+        for spare in self._spares.pop(key, []):
+            self._total -= 1
+            if spare.timer is not None:
+                spare.timer.cancel()
+            spare.side.close()
+
+    def discard_backends(self, address: ComputeAddress) -> int:
+        """Close the kept backends of the compute at ``address``; how many there were."""
+        keys = [k for k, v in self._spares.items()
+                if k[0] == address and any(s.backend for s in v)]
+        closed = sum(len(self._spares[k]) for k in keys)
+        for key in keys:
+            self.discard(key)
+        return closed
+
+    def _backends(self, address: ComputeAddress) -> int:
+        return sum(len(v) for k, v in self._spares.items() if k[0] == address)
+
     def has(self, key: SpareKey) -> bool:
         """Whether a spare waits for ``key`` (it may still turn out closed)."""
         return bool(self._spares.get(key))
@@ -75,7 +104,8 @@ class SparePool:
         """Keep the login of a session that left it as fresh (``argon.proxy.reuse``);
         False (and closed) if it is not usable or the pool is full."""
         if (not spare.usable() or len(self._spares.get(key, ())) >= SPARES_PER_KEY
-                or self._total >= SPARES_TOTAL):
+                or self._total >= SPARES_TOTAL
+                or spare.backend and self._backends(spare.address) >= BACKENDS_PER_COMPUTE):
             spare.side.close()
             return False
         self._keep(key, spare)

@@ -34,11 +34,14 @@ def _shown_string(page: Any, pooled: bool) -> str:
 
 
 def _backend_pids(uri: str, n: int = 3) -> set[int]:
-    pids = set()
-    for _ in range(n):
-        with psycopg.connect(uri, autocommit=True, connect_timeout=30) as conn:
-            pids.add(conn.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
-    return pids
+    """The backends ``n`` clients connected at the same time run their queries on."""
+    conns = [psycopg.connect(uri, autocommit=True, connect_timeout=30) for _ in range(n)]
+    try:
+        return {conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+                for conn in conns}
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 def test_the_string_connects_and_the_pooled_toggle_gives_the_pooled_door(
@@ -54,7 +57,7 @@ def test_the_string_connects_and_the_pooled_toggle_gives_the_pooled_door(
     assert direct == _api_uri(console_env, project, False)
     with psycopg.connect(direct, autocommit=True, connect_timeout=30) as conn:
         assert conn.execute("SELECT current_user, current_database()").fetchone() == (role, db)
-    # Each direct connection is its own backend.
+    # Each open direct connection is its own backend.
     assert len(_backend_pids(direct)) == 3
 
     page.get_by_test_id("connect-pooled").check()
@@ -62,7 +65,8 @@ def test_the_string_connects_and_the_pooled_toggle_gives_the_pooled_door(
     assert pooled != direct and pooled == _api_uri(console_env, project, True)
     if "-pooler." in pooled or "-pooler." in direct:   # the Neon-style host form
         assert "-pooler." in pooled and "-pooler." not in direct
-    # Through PgBouncer one after another, clients share one server backend.
+    # Through PgBouncer (transaction mode), open clients querying one after another
+    # share one server backend.
     assert len(_backend_pids(pooled)) == 1
 
 

@@ -7,6 +7,10 @@
 - pooled sessions start on a ready PgBouncer login (``argon.proxy.spares``) and behave
   as fresh ones: the right role, server parameters, a cancel that reaches their query,
   the compute still suspends when idle, and a changed password refuses the old one.
+
+A direct session whose startup parameters match a backend kept by an earlier session
+starts there instead (``argon.proxy.backend_reset``), so the early-login tests give each
+connection an application_name of its own (``_fresh``).
 """
 
 from __future__ import annotations
@@ -17,16 +21,16 @@ import struct
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx
 import psycopg
 import pytest
 
 from argon.proxy import pq
 from argon.proxy.early import EARLY_PER_ENDPOINT
-from tests.fixtures.argon_env import ArgonEnv, running_env
+from tests.fixtures.argon_env import ArgonEnv, metric_value, running_env
 from tests.fixtures.faults import postmaster_pid, timeline_of
 from tests.integration.proxy.pooled_project import PooledProject, create_pooled_project
 
@@ -42,12 +46,13 @@ def project(env: ArgonEnv) -> PooledProject:
     return create_pooled_project(env, "shortcuts")
 
 
-def _metric(env: ArgonEnv, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{env.api_port}/metrics", timeout=10).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not on /metrics")
+_metric = metric_value
+
+
+def _fresh(uri: str) -> str:
+    """``uri`` with an application_name no earlier session used: no kept backend waits
+    for it, so the session logs in (early, for a running compute)."""
+    return f"{uri}&application_name=early-{uuid.uuid4().hex[:12]}"
 
 
 def _with_password(uri: str, password: str) -> str:
@@ -92,7 +97,8 @@ def _stalled_client(uri: str) -> ssl.SSLSocket:
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     sock = ctx.wrap_socket(raw)
-    sock.sendall(pq.startup_message({"user": u.username, "database": u.path.lstrip("/")}))
+    sock.sendall(pq.startup_message({"user": u.username, "database": u.path.lstrip("/"),
+                                     "application_name": f"stalled-{uuid.uuid4().hex[:8]}"}))
     head = sock.recv(5)
     assert head[:1] == b"R", head     # AuthenticationSASL from the proxy
     return sock
@@ -104,11 +110,12 @@ def test_failed_logins_leave_no_compute_backend(env: ArgonEnv, project: PooledPr
     early_before = _metric(env, "argon_proxy_early_connections_total")
     for _ in range(10):
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            psycopg.connect(_with_password(project.direct, "not-the-password"), connect_timeout=10)
+            psycopg.connect(_fresh(_with_password(project.direct, "not-the-password")),
+                            connect_timeout=10)
     assert _wait_for(lambda: _backends_in_authentication(env, project) == 0)
     # the early connections were opened and thrown away, never used for a session
     assert _metric(env, "argon_proxy_early_connections_total") == early_before
-    with psycopg.connect(project.direct) as conn:
+    with psycopg.connect(_fresh(project.direct)) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (project.role,)
     assert _metric(env, "argon_proxy_early_connections_total") == early_before + 1
 
@@ -135,7 +142,7 @@ def test_the_session_after_a_wake_logs_in_early(env: ArgonEnv, project: PooledPr
     before = _metric(env, "argon_proxy_early_connections_total")
     # the wake's client was let in before the start finished: the route the start found
     # is kept anyway, so the very next session logs in while its client authenticates
-    with psycopg.connect(project.direct) as conn:
+    with psycopg.connect(_fresh(project.direct)) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (project.role,)
     assert _metric(env, "argon_proxy_early_connections_total") == before + 1
 
@@ -163,7 +170,7 @@ def _early_logins_in_use(env: ArgonEnv, project: PooledProject) -> bool:
     connection refills after a compute event (a stalled client never does)."""
     for _ in range(5):
         before = _metric(env, "argon_proxy_early_connections_total")
-        with psycopg.connect(project.direct) as conn:
+        with psycopg.connect(_fresh(project.direct)) as conn:
             conn.execute("SELECT 1")
         if _metric(env, "argon_proxy_early_connections_total") > before:
             return True

@@ -1,5 +1,6 @@
-"""``argon.proxy.reuse.LoginWatch``: which pooled sessions leave a PgBouncer login that
-the next client of the role may use, read from the messages relayed either way."""
+"""``argon.proxy.reuse.LoginWatch``: which sessions leave a login (a pooled door's PgBouncer
+login, a direct door's backend to be reset) that the next client of the role may use, read
+from the messages relayed either way."""
 
 from __future__ import annotations
 
@@ -24,12 +25,13 @@ ROWS = (pq.message(b"T", b"\0\1a\0" + bytes(18)) + pq.message(b"D", b"\0\1\0\0\0
         + pq.message(b"C", b"SELECT 1\0"))
 
 
-def _watched(steps: list[tuple[str, bytes]]) -> tuple[LoginWatch, bytes, bool]:
+def _watched(steps: list[tuple[str, bytes]], *, resettable: bool = False
+             ) -> tuple[LoginWatch, bytes, bool]:
     """Run ``steps`` ('c' client chunk, 's' server chunk) through a watch; returns it, all
     bytes forwarded to PgBouncer, and whether it gave up."""
 
     async def run() -> tuple[LoginWatch, bytes, bool]:
-        watch = LoginWatch()
+        watch = LoginWatch(resettable=resettable)
         stopped: list[bool] = []
         watch.on_stop = lambda: stopped.append(True)
         forwarded = b""
@@ -64,6 +66,35 @@ def test_messages_split_anywhere_across_chunks_are_followed() -> None:
         watch, forwarded, stopped = _watched(steps)
         assert watch.released.done() and not stopped, cut
         assert forwarded == client
+
+
+NAMED = [("c", _parse("s1") + SYNC), ("s", pq.message(b"1", b"") + IDLE)]
+PARAMETER = [("c", _query("SET TimeZone = 'UTC'")),
+             ("s", pq.message(b"C", b"SET\0") + pq.message(b"S", b"TimeZone\0UTC\0") + IDLE)]
+NOTIFICATION = [("c", _query("SELECT 1")),
+                ("s", ROWS + IDLE + pq.message(b"A", bytes(4) + b"ch\0\0"))]
+IN_TRANSACTION = [("c", _query("BEGIN")), ("s", pq.message(b"C", b"BEGIN\0") + IN_TX)]
+UNANSWERED = [("c", _query("SELECT 1")), ("s", ROWS + IDLE),
+              ("c", _query("SELECT pg_sleep(1)"))]
+# Parse, Bind, Execute and no Sync: the statement may still be running, its transaction open
+UNSYNCED = [("c", _query("SELECT 1")), ("s", ROWS + IDLE),
+            ("c", _parse("") + pq.message(b"B", bytes(8)) + pq.message(b"E", bytes(5)))]
+
+
+def test_state_a_reset_clears_is_fine_on_a_direct_door() -> None:
+    # DISCARD ALL drops named statements, parameters and LISTENs before the next client
+    for steps in (NAMED, PARAMETER, NOTIFICATION):
+        watch, forwarded, stopped = _watched([*steps, ("c", TERMINATE)], resettable=True)
+        assert watch.released.done() and not stopped, steps
+        assert not forwarded.endswith(TERMINATE), steps
+
+
+def test_a_session_that_did_not_end_idle_is_never_kept() -> None:
+    for resettable in (False, True):
+        for steps in (IN_TRANSACTION, UNANSWERED, UNSYNCED):
+            watch, forwarded, _ = _watched([*steps, ("c", TERMINATE)], resettable=resettable)
+            assert not watch.released.done(), (resettable, steps)
+            assert forwarded.endswith(TERMINATE), (resettable, steps)
 
 
 def test_state_left_with_pgbouncer_keeps_the_login_from_reuse() -> None:
