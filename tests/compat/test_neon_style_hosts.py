@@ -36,6 +36,7 @@ from argon.proxy.https import HTTPS_PORT
 from argon.settings import NEON_STYLE_DOMAIN
 from tests.compat.conftest import Neonctl, NodeResult, need_node, run_node_script
 from tests.fixtures.argon_env import ArgonEnv, running_env
+from tests.fixtures.common import backends_of_open_clients
 from tests.fixtures.port443 import neon_style_skip_reason
 
 # the first test also waits for the port-443 lock (up to LOCK_TIMEOUT)
@@ -190,15 +191,11 @@ def test_neonctl_pooled_string_goes_through_pgbouncer(neon_style: NeonStyle,
     assert f"@{neon_style.endpoint}.{DOMAIN}" in direct, direct
     assert f"@{neon_style.endpoint}-pooler.{DOMAIN}" in pooled, pooled
 
-    def backend_pid(uri: str) -> int:
-        with psycopg.connect(uri, sslmode="verify-full", sslrootcert=str(neon_style.ca),
-                             autocommit=True, connect_timeout=60) as conn:
-            return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
-
-    # a direct connection gets its own backend each time; PgBouncer hands the same idle
-    # server connection to consecutive clients
-    assert backend_pid(direct) != backend_pid(direct)
-    assert backend_pid(pooled) == backend_pid(pooled)
+    verify = {"sslmode": "verify-full", "sslrootcert": str(neon_style.ca)}
+    # open direct connections have a backend each; PgBouncer hands the same idle server
+    # connection to clients querying one after another
+    assert len(backends_of_open_clients(direct, **verify)) == 2
+    assert len(backends_of_open_clients(pooled, **verify)) == 1
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

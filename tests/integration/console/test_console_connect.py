@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.fixtures.argon_env import ArgonEnv
+from tests.fixtures.common import backends_of_open_clients
 from tests.integration.console.conftest import new_project, screenshot, signed_in, wait_until
 
 
@@ -33,17 +34,6 @@ def _shown_string(page: Any, pooled: bool) -> str:
     return string.inner_text()  # type: ignore[no-any-return]
 
 
-def _backend_pids(uri: str, n: int = 3) -> set[int]:
-    """The backends ``n`` clients connected at the same time run their queries on."""
-    conns = [psycopg.connect(uri, autocommit=True, connect_timeout=30) for _ in range(n)]
-    try:
-        return {conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
-                for conn in conns}
-    finally:
-        for conn in conns:
-            conn.close()
-
-
 def test_the_string_connects_and_the_pooled_toggle_gives_the_pooled_door(
         page: Page, console_env: ArgonEnv, project: dict[str, Any]) -> None:
     pid = project["project"]["id"]
@@ -58,7 +48,7 @@ def test_the_string_connects_and_the_pooled_toggle_gives_the_pooled_door(
     with psycopg.connect(direct, autocommit=True, connect_timeout=30) as conn:
         assert conn.execute("SELECT current_user, current_database()").fetchone() == (role, db)
     # Each open direct connection is its own backend.
-    assert len(_backend_pids(direct)) == 3
+    assert len(backends_of_open_clients(direct, 3)) == 3
 
     page.get_by_test_id("connect-pooled").check()
     pooled = _shown_string(page, True)
@@ -67,7 +57,7 @@ def test_the_string_connects_and_the_pooled_toggle_gives_the_pooled_door(
         assert "-pooler." in pooled and "-pooler." not in direct
     # Through PgBouncer (transaction mode), open clients querying one after another
     # share one server backend.
-    assert len(_backend_pids(pooled)) == 1
+    assert len(backends_of_open_clients(pooled, 3)) == 1
 
 
 def test_snippets_carry_the_chosen_string_and_hide_the_password_until_asked(
