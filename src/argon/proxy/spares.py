@@ -80,9 +80,7 @@ class SparePool:
         """Close every spare of ``key`` (they no longer match a fresh login)."""
         for spare in self._spares.pop(key, []):
             self._total -= 1
-            if spare.timer is not None:
-                spare.timer.cancel()
-            spare.side.close()
+            _shut(spare)
 
     def discard_backends(self, address: ComputeAddress) -> int:
         """Close the kept backends of the compute at ``address``; how many there were."""
@@ -153,11 +151,16 @@ class SparePool:
     def close(self) -> None:
         for spares in self._spares.values():
             for spare in spares:
-                if spare.timer is not None:
-                    spare.timer.cancel()
-                spare.side.close()
+                _shut(spare)
         self._spares.clear()
         self._total = 0
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._spares.values())
+
+
+def _shut(spare: Spare) -> None:
+    """Close a spare that leaves the pool, and its expiry timer."""
+    if spare.timer is not None:
+        spare.timer.cancel()
+    spare.side.close()
